@@ -1,0 +1,46 @@
+# The two commands a newcomer needs:
+#   make serve   - set up, register the demo models if absent, serve the demo classifier
+#   make test    - set up (including the Phoenix trace backend used by the e2e tests), run every test
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.vigil-installed
+PHOENIX_VENV := .venv-phoenix
+PHOENIX_STAMP := $(PHOENIX_VENV)/.installed
+PHOENIX_SPEC ?= arize-phoenix
+HOST ?= 127.0.0.1
+PORT ?= 3000
+PYTEST_ARGS ?=
+
+export BENTOML_DO_NOT_TRACK := True
+
+.PHONY: serve test setup phoenix bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+phoenix: $(PHOENIX_STAMP)
+
+$(PHOENIX_STAMP):
+	$(PY) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PHOENIX_VENV)/bin/python -m pip install -q "$(PHOENIX_SPEC)"
+	touch $(PHOENIX_STAMP)
+
+serve: $(STAMP)
+	$(BIN)/vigil demo --if-missing
+	$(BIN)/vigil serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP) $(PHOENIX_STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/serving_overhead.py
+
+clean:
+	rm -rf $(VENV) $(PHOENIX_VENV) .pytest_cache
