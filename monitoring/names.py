@@ -1,0 +1,87 @@
+"""Every metric name, span name and attribute key Vigil emits, in one place.
+
+What is ours lives under the ``vigil.`` prefix (OTel) / ``vigil_`` (Prometheus);
+what is standard follows OpenTelemetry semantic conventions.
+"""
+
+from __future__ import annotations
+
+# --- span names -------------------------------------------------------------
+SPAN_VALIDATE = "vigil.validate"
+SPAN_MODEL = "vigil.model.predict"
+SPAN_MONITOR_HANDOFF = "vigil.monitor.enqueue"
+
+# --- span / metric attribute keys --------------------------------------------
+ATTR_MODEL_NAME = "vigil.model.name"
+ATTR_MODEL_VERSION = "vigil.model.version"
+ATTR_ROWS = "vigil.request.rows"
+ATTR_REQUEST_ID = "vigil.request.id"
+ATTR_CLIENT_REQUEST_ID = "vigil.request.client_id"
+ATTR_OUTCOME = "vigil.outcome"
+ATTR_ENDPOINT = "vigil.endpoint"
+ATTR_ERROR_KIND = "vigil.error.kind"
+ATTR_ERROR_COUNT = "vigil.validation.error_count"
+ATTR_QUEUE_ACCEPTED = "vigil.monitor.accepted"
+ATTR_ERROR_TYPE = "error.type"  # OTel semconv
+
+# outcome values (bounded set: used as metric labels)
+OUTCOME_OK = "ok"
+OUTCOME_CLIENT_ERROR = "client_error"
+OUTCOME_SERVER_ERROR = "server_error"
+
+# --- metrics (OTel name, Prometheus name is derived: dots -> underscores) ----
+M_REQUESTS = "vigil.requests"
+M_REQUEST_DURATION = "vigil.request.duration"
+M_REQUEST_ROWS = "vigil.request.rows"
+M_VALIDATION_ERRORS = "vigil.validation.errors"
+M_MODEL_ERRORS = "vigil.model.errors"
+M_PREDICTIONS = "vigil.predictions"
+M_MONITOR_ENQUEUED = "vigil.monitor.enqueued.rows"
+M_MONITOR_DROPPED = "vigil.monitor.dropped.rows"
+M_MONITOR_PROCESSED = "vigil.monitor.processed.rows"
+M_MONITOR_QUEUE_DEPTH = "vigil.monitor.queue.depth"
+M_MONITOR_ERRORS = "vigil.monitor.errors"
+M_TELEMETRY_DROPPED = "vigil.telemetry.dropped"
+M_PROCESS_CPU = "vigil.process.cpu.utilization"
+M_PROCESS_RSS = "vigil.process.memory.rss"
+M_PROCESS_FDS = "vigil.process.open_fds"
+M_PROCESS_THREADS = "vigil.process.threads"
+M_HOST_CPU = "vigil.host.cpu.utilization"
+M_HOST_MEMORY = "vigil.host.memory.utilization"
+M_GPU_UTIL = "vigil.gpu.utilization"
+M_GPU_MEMORY_USED = "vigil.gpu.memory.used"
+M_GPU_MEMORY_TOTAL = "vigil.gpu.memory.total"
+
+# metric label keys (Prometheus-safe spelling of the attribute)
+L_ENDPOINT = "endpoint"
+L_OUTCOME = "outcome"
+L_KIND = "kind"
+L_MODEL = "model"
+L_SIGNAL = "signal"
+L_GPU = "gpu"
+
+# validation error kinds (bounded set: used as metric labels)
+ERR_MALFORMED = "malformed"
+ERR_EMPTY_BATCH = "empty_batch"
+ERR_TOO_MANY_ROWS = "too_many_rows"
+ERR_MISSING_FEATURE = "missing_feature"
+ERR_UNKNOWN_FEATURE = "unknown_feature"
+ERR_WRONG_TYPE = "wrong_type"
+ERR_NULL = "null_not_allowed"
+ERR_NON_FINITE = "non_finite"
+ERR_OVERFLOW = "overflow"
+ERR_UNSEEN_CATEGORY = "unseen_category"
+ERR_BODY_TOO_LARGE = "body_too_large"
+ERR_UNAUTHORIZED = "unauthorized"
+ERR_BAD_ID = "bad_instance_id"
+
+VALIDATION_ERROR_KINDS = (
+    ERR_MALFORMED, ERR_EMPTY_BATCH, ERR_TOO_MANY_ROWS, ERR_MISSING_FEATURE,
+    ERR_UNKNOWN_FEATURE, ERR_WRONG_TYPE, ERR_NULL, ERR_NON_FINITE, ERR_OVERFLOW,
+    ERR_UNSEEN_CATEGORY, ERR_BODY_TOO_LARGE, ERR_UNAUTHORIZED, ERR_BAD_ID,
+)
+
+
+def prometheus_name(otel_name: str) -> str:
+    """``vigil.request.duration`` -> ``vigil_request_duration``."""
+    return otel_name.replace(".", "_")

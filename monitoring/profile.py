@@ -1,0 +1,131 @@
+"""The reference profile: what the model's inputs and outputs looked like at registration.
+
+Built in chunks (bounded memory, any data size): bin edges come from a bounded
+reservoir sample's quantiles, counts and moments from every row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from .schema import ModelSchema
+from .sketches import CategoricalSketch, NumericSketch, quantile_edges
+
+PROFILE_VERSION = 1
+DEFAULT_BINS = 20
+CONFIDENCE_EDGES = np.linspace(0.1, 0.9, 9)  # ten bins over [0, 1]
+
+
+@dataclass
+class PredictionSketch:
+    """Distribution of the model's answers: class mix and confidence, or values."""
+
+    classes: CategoricalSketch | None
+    confidence: NumericSketch | None
+    values: NumericSketch | None
+
+    @classmethod
+    def empty(cls, schema: ModelSchema, value_edges: np.ndarray | None = None) -> "PredictionSketch":
+        if schema.task == "classification":
+            return cls(CategoricalSketch(len(schema.classes)), NumericSketch(CONFIDENCE_EDGES), None)
+        return cls(None, None, NumericSketch(value_edges if value_edges is not None else np.zeros(0)))
+
+    def update(self, class_codes: np.ndarray | None, proba: np.ndarray | None, values: np.ndarray | None) -> None:
+        if self.classes is not None and class_codes is not None:
+            self.classes.update(class_codes)
+            if proba is not None:
+                self.confidence.update(proba.max(axis=1))
+        if self.values is not None and values is not None:
+            self.values.update(values)
+
+    def merge(self, other: "PredictionSketch") -> "PredictionSketch":
+        m = lambda a, b: None if a is None else a.merge(b)  # noqa: E731
+        return PredictionSketch(m(self.classes, other.classes), m(self.confidence, other.confidence),
+                                m(self.values, other.values))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (None if v is None else v.to_dict())
+                for k, v in (("classes", self.classes), ("confidence", self.confidence), ("values", self.values))}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PredictionSketch":
+        return cls(None if d["classes"] is None else CategoricalSketch.from_dict(d["classes"]),
+                   None if d["confidence"] is None else NumericSketch.from_dict(d["confidence"]),
+                   None if d["values"] is None else NumericSketch.from_dict(d["values"]))
+
+
+@dataclass
+class Profile:
+    """Sketches of every feature and of the predictions over some rows.
+
+    The reference profile and each monitoring window are both a ``Profile``; a window
+    is created with :meth:`empty_like` so its bins match the reference exactly.
+    """
+
+    numeric: dict[str, NumericSketch]
+    categorical: dict[str, CategoricalSketch]
+    predictions: PredictionSketch
+    rows: int = 0
+
+    @classmethod
+    def empty(cls, schema: ModelSchema, edges: Mapping[str, np.ndarray],
+              prediction_edges: np.ndarray | None = None) -> "Profile":
+        return cls(
+            numeric={f.name: NumericSketch(edges[f.name]) for f in schema.numeric},
+            categorical={f.name: CategoricalSketch(len(f.categories)) for f in schema.categorical},
+            predictions=PredictionSketch.empty(schema, prediction_edges),
+        )
+
+    def empty_like(self) -> "Profile":
+        p = self.predictions
+        return Profile(
+            numeric={k: NumericSketch(s.edges) for k, s in self.numeric.items()},
+            categorical={k: CategoricalSketch(s.n_categories) for k, s in self.categorical.items()},
+            predictions=PredictionSketch(
+                None if p.classes is None else CategoricalSketch(p.classes.n_categories),
+                None if p.confidence is None else NumericSketch(p.confidence.edges),
+                None if p.values is None else NumericSketch(p.values.edges)),
+        )
+
+    def update(self, numeric: np.ndarray, codes: np.ndarray, *, class_codes: np.ndarray | None = None,
+               proba: np.ndarray | None = None, values: np.ndarray | None = None) -> None:
+        """Add a columnar batch (columns in schema order, as the validator builds them)."""
+        for j, sketch in enumerate(self.numeric.values()):
+            sketch.update(numeric[:, j])
+        for j, sketch in enumerate(self.categorical.values()):
+            sketch.update(codes[:, j])
+        self.predictions.update(class_codes, proba, values)
+        self.rows += int(numeric.shape[0] if numeric.ndim == 2 and numeric.shape[1] else codes.shape[0])
+
+    def merge(self, other: "Profile") -> "Profile":
+        return Profile(
+            numeric={k: s.merge(other.numeric[k]) for k, s in self.numeric.items()},
+            categorical={k: s.merge(other.categorical[k]) for k, s in self.categorical.items()},
+            predictions=self.predictions.merge(other.predictions),
+            rows=self.rows + other.rows,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": PROFILE_VERSION, "rows": self.rows,
+                "numeric": {k: s.to_dict() for k, s in self.numeric.items()},
+                "categorical": {k: s.to_dict() for k, s in self.categorical.items()},
+                "predictions": self.predictions.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Profile":
+        if d.get("version") != PROFILE_VERSION:
+            raise ValueError(f"unsupported profile version {d.get('version')!r}; expected {PROFILE_VERSION}")
+        return cls(
+            numeric={k: NumericSketch.from_dict(v) for k, v in d["numeric"].items()},
+            categorical={k: CategoricalSketch.from_dict(v) for k, v in d["categorical"].items()},
+            predictions=PredictionSketch.from_dict(d["predictions"]),
+            rows=int(d["rows"]),
+        )
+
+
+def edges_from_sample(schema: ModelSchema, numeric_sample: np.ndarray, n_bins: int = DEFAULT_BINS) -> dict[str, np.ndarray]:
+    """Per numeric feature, interior edges from a sample's quantiles."""
+    return {f.name: quantile_edges(numeric_sample[:, j], n_bins) for j, f in enumerate(schema.numeric)}
