@@ -1,0 +1,237 @@
+"""The BentoML service: one class, thin, delegating to ``monitoring`` and ``models``.
+
+Serve with ``bentoml serve service:MonitoredModel`` (or ``vigil serve``). The model is
+``VIGIL_MODEL`` (default: the demo classifier). Its stored schema is read at import so
+that the OpenAPI spec at ``/docs.json`` describes the real features.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from typing import Annotated, Any
+
+import bentoml
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from monitoring import names as N
+from monitoring.config import load_settings
+from models.registry import read_schema
+
+from . import telemetry
+from .middleware import SCOPE_COUNTED, VigilMiddleware
+
+log = logging.getLogger("vigil.service")
+
+SETTINGS = load_settings()
+SCHEMA = read_schema(SETTINGS.model)
+# Before BentoML builds its ASGI app: one tracer provider for its spans and ours.
+TELEMETRY = telemetry.install({"vigil.model": SETTINGS.model}, export_timeout=SETTINGS.otel_export_timeout)
+
+_INSTANCES_SCHEMA = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": SETTINGS.max_batch_rows,
+    "items": SCHEMA.json_schema(SETTINGS.instance_id_field),
+    "description": "Rows to predict, one object per row with every feature of the model.",
+}
+_MAX_CLIENT_ID = 256
+
+
+class PredictResponse(BaseModel):
+    request_id: str = Field(description="Vigil's id for this request; post outcomes with it and the row index.")
+    model: str = Field(description="Tag of the model that answered.")
+    predictions: list[Any]
+    classes: list[Any] | None = Field(None, description="Class order of `probabilities` (classifiers).")
+    probabilities: list[list[float]] | None = Field(None, description="Per-row class probabilities.")
+
+
+class _Runtime:
+    """What the middleware needs from the live service (set once __init__ has run)."""
+
+    settings = SETTINGS
+    metrics = None
+
+
+RUNTIME = _Runtime()
+
+
+def _traceparent(span) -> str:
+    ctx = span.get_span_context()
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def _json_error(ctx: bentoml.Context, status: int, body: dict[str, Any]):
+    from starlette.responses import JSONResponse
+
+    ctx.response.status_code = status  # BentoML copies the context's status onto the response
+    return JSONResponse(body, status_code=status)
+
+
+@bentoml.service(name="vigil", workers=SETTINGS.workers, traffic={"timeout": 60})
+class MonitoredModel:
+    stored_model = bentoml.models.BentoModel(SETTINGS.model)
+
+    def __init__(self) -> None:
+        from models.registry import load
+        from monitoring.metrics import Metrics
+        from monitoring.monitor import MonitorQueue
+        from monitoring.system import SystemSampler
+        from monitoring.validation import Validator
+        from monitoring.window import LiveWindow
+
+        self.settings = SETTINGS
+        self.loaded = load(self.stored_model)
+        self.schema = self.loaded.schema
+        self.tracer = TELEMETRY.tracer()
+        self.metrics = Metrics(meter=TELEMETRY.meter())
+        TELEMETRY.drops.bind(self.metrics)
+        self.validator = Validator(self.schema, SETTINGS.max_batch_rows, SETTINGS.instance_id_field)
+        self.window = LiveWindow(self.loaded.profile, self.schema.task)
+        self.queue = MonitorQueue(self.window, SETTINGS.monitor_queue_batches, self.metrics).start()
+        self.system = SystemSampler(self.metrics, SETTINGS.system_metrics_interval).start()
+        self._model_attrs = {N.ATTR_MODEL_NAME: self.loaded.name, N.ATTR_MODEL_VERSION: self.loaded.version}
+        self._classes = list(self.schema.classes) if self.schema.task == "classification" else None
+        RUNTIME.metrics = self.metrics
+        if SETTINGS.api_token is None:
+            log.warning("VIGIL_API_TOKEN is not set: /feedback is open to anyone, and fake labels would "
+                        "poison the performance metrics. Set a token in production.")
+        log.info("Vigil serving %s (%s, %d features)", self.loaded.tag, self.schema.task, len(self.schema.features))
+
+    @bentoml.api(route="/predict")
+    def predict(
+        self,
+        instances: Annotated[Any, WithJsonSchema(_INSTANCES_SCHEMA)],
+        ctx: bentoml.Context,
+    ) -> PredictResponse:
+        """Predict a batch of rows. Validated against the model's feature schema; 422
+        (413 for too many rows) names the row and feature of each problem."""
+        from opentelemetry.trace import Status, StatusCode
+
+        from models.adapters import jsonable_labels
+        from monitoring.monitor import MonitorItem
+        from monitoring.validation import ValidationFailed
+
+        received = time.time()
+        request_id = uuid.uuid4().hex
+        server_span = _current_span()
+        ctx.response.headers["traceparent"] = _traceparent(server_span)
+        ctx.response.headers["x-vigil-request-id"] = request_id
+        client_id = ctx.request.headers.get("x-request-id")
+        attrs = {**self._model_attrs, N.ATTR_REQUEST_ID: request_id}
+        if client_id is not None:
+            if not (0 < len(client_id) <= _MAX_CLIENT_ID and client_id.isprintable()):
+                return self._reject(ctx, ValidationFailed([_header_error()]))
+            attrs[N.ATTR_CLIENT_REQUEST_ID] = client_id
+        server_span.set_attributes(attrs)
+
+        with self.tracer.start_as_current_span(N.SPAN_VALIDATE, attributes=attrs) as span:
+            try:
+                batch = self.validator.validate(instances)
+            except ValidationFailed as exc:
+                span.set_attributes({N.ATTR_OUTCOME: N.OUTCOME_CLIENT_ERROR, N.ATTR_ERROR_KIND: exc.kind,
+                                     N.ATTR_ERROR_COUNT: exc.total})
+                return self._reject(ctx, exc)
+            span.set_attribute(N.ATTR_ROWS, batch.n_rows)
+            span.set_attribute(N.ATTR_OUTCOME, N.OUTCOME_OK)
+
+        with self.tracer.start_as_current_span(N.SPAN_MODEL, attributes={**attrs, N.ATTR_ROWS: batch.n_rows},
+                                               record_exception=False, set_status_on_exception=False) as span:
+            try:
+                pred = self.loaded.adapter.predict(batch)
+            except Exception as exc:  # a model that raises: 5xx, recorded, worker keeps serving
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                span.set_attributes({N.ATTR_OUTCOME: N.OUTCOME_SERVER_ERROR, N.ATTR_ERROR_TYPE: type(exc).__qualname__})
+                server_span.set_attribute(N.ATTR_OUTCOME, N.OUTCOME_SERVER_ERROR)
+                self.metrics[N.M_MODEL_ERRORS].add(1)
+                log.exception("model %s raised on request %s", self.loaded.tag, request_id)
+                return _json_error(ctx, 500, {"error": f"the model failed on this batch ({type(exc).__name__})",
+                                          "request_id": request_id})
+            span.set_attribute(N.ATTR_OUTCOME, N.OUTCOME_OK)
+
+        with self.tracer.start_as_current_span(N.SPAN_MONITOR_HANDOFF, attributes=attrs) as span:
+            accepted = self.queue.offer(MonitorItem(
+                request_id=request_id, received_at=received, batch=batch, labels=pred.labels, proba=pred.proba,
+                class_codes=pred.class_codes, trace_id=f"{server_span.get_span_context().trace_id:032x}",
+                client_request_id=client_id))
+            span.set_attribute(N.ATTR_QUEUE_ACCEPTED, accepted)
+
+        self.metrics[N.M_PREDICTIONS].add(batch.n_rows)
+        self.metrics[N.M_REQUEST_ROWS].record(batch.n_rows, endpoint="predict")
+        server_span.set_attributes({N.ATTR_ROWS: batch.n_rows, N.ATTR_OUTCOME: N.OUTCOME_OK})
+        return PredictResponse(
+            request_id=request_id, model=self.loaded.tag, predictions=jsonable_labels(pred.labels),
+            classes=self._classes,
+            probabilities=pred.proba.tolist() if pred.proba is not None else None,
+        )
+
+    def _reject(self, ctx: bentoml.Context, exc) -> Any:
+        ctx.request.scope[SCOPE_COUNTED] = True
+        self.metrics[N.M_VALIDATION_ERRORS].add(1, kind=exc.kind)
+        _current_span().set_attribute(N.ATTR_OUTCOME, N.OUTCOME_CLIENT_ERROR)
+        return _json_error(ctx, exc.status, exc.to_dict())
+
+    def status(self) -> dict[str, Any]:
+        q = self.queue.stats()
+        w = self.window.snapshot()
+        return {
+            "model": self.loaded.tag,
+            "worker_pid": os.getpid(),
+            "task": self.schema.task,
+            "features": len(self.schema.features),
+            "in_sample_baseline": self.loaded.in_sample,
+            "baseline": self.loaded.meta.get("baseline", {}),
+            "reference_rows": self.loaded.meta.get("n_reference"),
+            "monitor_queue": {"capacity": q.capacity, "depth": q.depth, "enqueued_rows": q.enqueued_rows,
+                              "dropped_rows": q.dropped_rows, "processed_rows": q.processed_rows,
+                              "consumer_errors": q.errors, "running": q.running},
+            "current_window": {"rows": w.rows, "batches": w.batches, "opened_at": w.opened_at,
+                               "last_row_at": w.last_row_at},
+            "telemetry": {"traces_exporting": TELEMETRY.traces_exporting,
+                          "metrics_exporting": TELEMETRY.metrics_exporting,
+                          "dropped": dict(TELEMETRY.drops.counts)},
+            "gpu": self.system.gpus.available,
+        }
+
+    @bentoml.on_shutdown
+    def _shutdown(self) -> None:
+        budget = SETTINGS.shutdown_timeout
+        start = time.monotonic()
+        self.system.stop(timeout=min(1.0, budget / 4))
+        if not self.queue.close(timeout=budget / 2):
+            log.warning("monitor queue not drained at shutdown: %s", self.queue.stats())
+        TELEMETRY.shutdown(timeout=max(0.5, budget - (time.monotonic() - start)))
+
+
+def _current_span():
+    from opentelemetry import trace
+
+    return trace.get_current_span()
+
+
+def _header_error():
+    from monitoring.validation import FieldError
+
+    return FieldError(None, "X-Request-ID", N.ERR_MALFORMED,
+                      f"X-Request-ID must be 1..{_MAX_CLIENT_ID} printable characters")
+
+
+MonitoredModel.add_asgi_middleware(VigilMiddleware, runtime=RUNTIME)
+
+
+def _monitoring_app():
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def status(request):
+        svc = bentoml.get_current_service()
+        return JSONResponse(svc.status())
+
+    return Starlette(routes=[Route("/status", status, methods=["GET"])])
+
+
+MonitoredModel.mount_asgi_app(_monitoring_app(), path="/monitoring", name="monitoring")
