@@ -44,6 +44,9 @@ class Settings(BaseModel):
     store_url: str | None = Field(None, description="SQLAlchemy URL; overrides the SQLite file in data_dir.")
     window_rows: int = Field(1000, ge=1, description="A monitoring window closes after this many rows...")
     window_seconds: float = Field(300.0, gt=0, description="...or after this many seconds.")
+    window_min_rows: int = Field(30, ge=1, description="A window with fewer rows is reported as too small, not judged.")
+    drift_alpha: float = Field(0.01, gt=0, lt=1, description="Family-wise false-alarm rate per window (Holm).")
+    drift_effect_floor: float = Field(0.1, ge=0, description="Smallest effect (normalised Wasserstein / JS distance) flagged.")
     log_sample_rate: float = Field(1.0, ge=0.0, le=1.0,
                                    description="Share of predictions whose feature values are logged.")
     max_batch_rows: int = Field(1000, ge=1, description="Largest batch accepted by /predict.")

@@ -33,7 +33,8 @@ class MetricDef:
     kind: Kind
     description: str
     unit: str = "1"
-    labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: allowed values per label: a fixed tuple, or the name of a domain given to Metrics
+    labels: Mapping[str, tuple[str, ...] | str] = field(default_factory=dict)
     buckets: tuple[float, ...] | None = None
     #: prometheus_client multiprocess mode for gauges: how workers' values combine.
     multiprocess_mode: str = "livemostrecent"
@@ -76,6 +77,32 @@ DEFINITIONS: tuple[MetricDef, ...] = (
               labels={N.L_GPU: tuple(str(i) for i in range(16))}),
     MetricDef(N.M_GPU_MEMORY_USED, "gauge", "GPU memory used.", "By", labels={N.L_GPU: tuple(str(i) for i in range(16))}),
     MetricDef(N.M_GPU_MEMORY_TOTAL, "gauge", "GPU memory total.", "By", labels={N.L_GPU: tuple(str(i) for i in range(16))}),
+    MetricDef(N.M_DRIFT_SCORE, "gauge", "Drift score of the last closed window (>= 1 means flagged).",
+              labels={N.L_FEATURE: N.DOMAIN_FEATURES}, multiprocess_mode="mostrecent"),
+    MetricDef(N.M_DRIFT_FLAG, "gauge", "1 if the feature drifted in the last closed window.",
+              labels={N.L_FEATURE: N.DOMAIN_FEATURES}, multiprocess_mode="mostrecent"),
+    MetricDef(N.M_DRIFT_SHARE, "gauge", "Share of features flagged in the last closed window.",
+              multiprocess_mode="mostrecent"),
+    MetricDef(N.M_DRIFT_MULTIVARIATE, "gauge", "Multivariate (PCA reconstruction) drift score of the last window.",
+              multiprocess_mode="mostrecent"),
+    MetricDef(N.M_QUALITY_MISSING, "gauge", "Missing-value rate in the last closed window.",
+              labels={N.L_FEATURE: N.DOMAIN_FEATURES}, multiprocess_mode="mostrecent"),
+    MetricDef(N.M_QUALITY_OUT_OF_RANGE, "gauge", "Share of values outside the reference range in the last window.",
+              labels={N.L_FEATURE: N.DOMAIN_FEATURES}, multiprocess_mode="mostrecent"),
+    MetricDef(N.M_QUALITY_UNSEEN, "gauge", "Share of unseen categories in the last closed window.",
+              labels={N.L_FEATURE: N.DOMAIN_FEATURES}, multiprocess_mode="mostrecent"),
+    MetricDef(N.M_PREDICTION_CLASS_SHARE, "gauge", "Share of each predicted class in the last closed window.",
+              labels={N.L_CLASS: N.DOMAIN_CLASSES}, multiprocess_mode="mostrecent"),
+    MetricDef(N.M_PREDICTION_CONFIDENCE, "gauge", "Mean top-class probability in the last closed window.",
+              multiprocess_mode="mostrecent"),
+    MetricDef(N.M_PREDICTION_DRIFT_PVALUE, "gauge", "p-value of the prediction-distribution check, last window.",
+              multiprocess_mode="mostrecent"),
+    MetricDef(N.M_PREDICTION_MEAN, "gauge", "Mean prediction in the last closed window (regression).",
+              multiprocess_mode="mostrecent"),
+    MetricDef(N.M_PREDICTION_VARIANCE, "gauge", "Prediction variance in the last closed window (regression).",
+              multiprocess_mode="mostrecent"),
+    MetricDef(N.M_WINDOW_ROWS, "gauge", "Rows in the last closed window.", "{row}", multiprocess_mode="mostrecent"),
+    MetricDef(N.M_WINDOWS_CLOSED, "counter", "Monitoring windows evaluated."),
 )
 
 BY_NAME = {d.name: d for d in DEFINITIONS}
@@ -87,11 +114,12 @@ class Instrument:
 
     __slots__ = ("definition", "_otel", "_prom", "_allowed", "_cache")
 
-    def __init__(self, definition: MetricDef, otel: Any, prom: Any):
+    def __init__(self, definition: MetricDef, otel: Any, prom: Any, domains: Mapping[str, Iterable[str]] = {}):
         self.definition = definition
         self._otel = otel
         self._prom = prom
-        self._allowed = {k: frozenset(v) for k, v in definition.labels.items()}
+        self._allowed = {k: frozenset(map(str, domains.get(v, ())) if isinstance(v, str) else v)
+                         for k, v in definition.labels.items()}
         self._cache: dict[tuple, tuple[dict[str, str], Any]] = {}
 
     def _bound(self, labels: dict[str, str]):
@@ -136,6 +164,9 @@ class Metrics:
 
     Parameters
     ----------
+    domains : mapping, optional
+        Values allowed for domain-typed labels (e.g. ``features``: the model's feature
+        names), fixed at start from the model's schema.
     meter : opentelemetry.metrics.Meter, optional
         Where the OTel instruments are created (None: OTel side off).
     prometheus : bool
@@ -147,14 +178,15 @@ class Metrics:
     """
 
     def __init__(self, meter: Any = None, prometheus: bool = True, registry: Any = None,
-                 definitions: Iterable[MetricDef] = DEFINITIONS):
+                 definitions: Iterable[MetricDef] = DEFINITIONS, domains: Mapping[str, Iterable[str]] | None = None):
         self._instruments: dict[str, Instrument] = {}
         self._lock = threading.Lock()
         prom_mod = None
         if prometheus:
             import prometheus_client as prom_mod
+        domains = {k: tuple(map(str, v)) for k, v in (domains or {}).items()}
         for d in definitions:
-            self._instruments[d.name] = Instrument(d, self._otel(meter, d), self._prom(prom_mod, registry, d))
+            self._instruments[d.name] = Instrument(d, self._otel(meter, d), self._prom(prom_mod, registry, d), domains)
 
     @staticmethod
     def _otel(meter: Any, d: MetricDef):
@@ -181,3 +213,34 @@ class Metrics:
 
     def __getitem__(self, name: str) -> Instrument:
         return self._instruments[name]
+
+
+def publish_report(metrics: Metrics, report) -> None:
+    """Export a closed window's :class:`~monitoring.evaluate.WindowReport` as gauges."""
+    metrics[N.M_WINDOWS_CLOSED].add(1)
+    metrics[N.M_WINDOW_ROWS].set(report.rows)
+    if report.too_small:
+        return
+    for f in report.features:
+        metrics[N.M_DRIFT_SCORE].set(f.score, feature=f.feature)
+        metrics[N.M_DRIFT_FLAG].set(1.0 if f.flagged else 0.0, feature=f.feature)
+    metrics[N.M_DRIFT_SHARE].set(report.share_drifted)
+    if report.multivariate is not None:
+        metrics[N.M_DRIFT_MULTIVARIATE].set(report.multivariate.score)
+    for q in report.quality:
+        metrics[N.M_QUALITY_MISSING].set(q.missing_rate, feature=q.feature)
+        if q.out_of_range_rate is not None:
+            metrics[N.M_QUALITY_OUT_OF_RANGE].set(q.out_of_range_rate, feature=q.feature)
+        if q.unseen_rate is not None:
+            metrics[N.M_QUALITY_UNSEEN].set(q.unseen_rate, feature=q.feature)
+    p = report.predictions
+    if p is not None:
+        metrics[N.M_PREDICTION_DRIFT_PVALUE].set(p.p_value)
+        for cls, share in (p.class_share or {}).items():
+            metrics[N.M_PREDICTION_CLASS_SHARE].set(share, **{N.L_CLASS: cls})
+        if p.mean_confidence is not None:
+            metrics[N.M_PREDICTION_CONFIDENCE].set(p.mean_confidence)
+        if p.mean is not None:
+            metrics[N.M_PREDICTION_MEAN].set(p.mean)
+        if p.variance is not None and p.variance == p.variance:
+            metrics[N.M_PREDICTION_VARIANCE].set(p.variance)

@@ -43,6 +43,8 @@ class MonitorItem:
 
 
 class Consumer(Protocol):
+    """Receives drained items; may also define ``tick()``, called when the queue is idle."""
+
     def consume(self, items: Sequence[MonitorItem]) -> None: ...
 
 
@@ -73,7 +75,8 @@ class MonitorQueue:
         Where enqueue/drop/processed counts and the depth gauge go.
     """
 
-    def __init__(self, consumer: Consumer, maxsize: int = 4096, metrics=None, max_drain: int = 256):
+    def __init__(self, consumer: Consumer, maxsize: int = 4096, metrics=None, max_drain: int = 256,
+                 tick_seconds: float = 0.5):
         if maxsize < 1:
             raise ValueError(f"maxsize must be >= 1; got {maxsize}")
         if max_drain < 1:
@@ -82,6 +85,8 @@ class MonitorQueue:
         self._q: queue.Queue = queue.Queue(maxsize)
         self._capacity = maxsize
         self._max_drain = max_drain
+        self._tick_seconds = tick_seconds
+        self._tick = getattr(consumer, "tick", None)
         self._metrics = metrics
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -118,8 +123,17 @@ class MonitorQueue:
 
     def _run(self) -> None:
         stop = False
+        last_tick = time.monotonic()
         while not stop:
-            item = self._q.get()
+            try:
+                item = self._q.get(timeout=self._tick_seconds)
+            except queue.Empty:
+                item = None
+            if self._tick is not None and time.monotonic() - last_tick >= self._tick_seconds:
+                last_tick = time.monotonic()
+                self._guarded(self._tick, 0)
+            if item is None:
+                continue
             items = []
             if item is _STOP:
                 stop = True
@@ -138,17 +152,22 @@ class MonitorQueue:
                 self._deliver(items)
             if self._metrics is not None:
                 self._metrics[N.M_MONITOR_QUEUE_DEPTH].set(self._q.qsize())
+        if self._tick is not None:  # a last flush of what was drained
+            self._guarded(self._tick, 0)
 
-    def _deliver(self, items: list[MonitorItem]) -> None:
-        rows = sum(i.n_rows for i in items)
+    def _guarded(self, fn, rows: int, *args) -> None:
         try:
-            self._consumer.consume(items)
+            fn(*args)
         except Exception:  # the consumer is the edge: log, count, keep draining
-            log.exception("monitor consumer failed on %d rows", rows)
+            log.exception("monitor consumer failed (%d rows)", rows)
             with self._counts_lock:
                 self._errors += 1
             if self._metrics is not None:
                 self._metrics[N.M_MONITOR_ERRORS].add(1)
+
+    def _deliver(self, items: list[MonitorItem]) -> None:
+        rows = sum(i.n_rows for i in items)
+        self._guarded(self._consumer.consume, rows, items)
         with self._counts_lock:
             self._processed += rows
         if self._metrics is not None:

@@ -52,6 +52,21 @@ M_GPU_UTIL = "vigil.gpu.utilization"
 M_GPU_MEMORY_USED = "vigil.gpu.memory.used"
 M_GPU_MEMORY_TOTAL = "vigil.gpu.memory.total"
 
+M_DRIFT_SCORE = "vigil.drift.score"
+M_DRIFT_FLAG = "vigil.drift.flagged"
+M_DRIFT_SHARE = "vigil.drift.share"
+M_DRIFT_MULTIVARIATE = "vigil.drift.multivariate.score"
+M_QUALITY_MISSING = "vigil.quality.missing.rate"
+M_QUALITY_OUT_OF_RANGE = "vigil.quality.out_of_range.rate"
+M_QUALITY_UNSEEN = "vigil.quality.unseen.rate"
+M_PREDICTION_CLASS_SHARE = "vigil.prediction.class.share"
+M_PREDICTION_CONFIDENCE = "vigil.prediction.confidence.mean"
+M_PREDICTION_DRIFT_PVALUE = "vigil.prediction.drift.p_value"
+M_PREDICTION_MEAN = "vigil.prediction.mean"
+M_PREDICTION_VARIANCE = "vigil.prediction.variance"
+M_WINDOW_ROWS = "vigil.window.rows"
+M_WINDOWS_CLOSED = "vigil.windows.closed"
+
 # metric label keys (Prometheus-safe spelling of the attribute)
 L_ENDPOINT = "endpoint"
 L_OUTCOME = "outcome"
@@ -59,6 +74,13 @@ L_KIND = "kind"
 L_MODEL = "model"
 L_SIGNAL = "signal"
 L_GPU = "gpu"
+L_FEATURE = "feature"
+L_CLASS = "class"
+
+#: label domains filled per model at start (values come from the model's schema, never requests)
+DOMAIN_FEATURES = "features"
+DOMAIN_CLASSES = "classes"
+MULTIVARIATE_FEATURE = "__multivariate__"
 
 # validation error kinds (bounded set: used as metric labels)
 ERR_MALFORMED = "malformed"

@@ -11,11 +11,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .multivariate import PcaDetector
 from .schema import ModelSchema
 from .sketches import CategoricalSketch, NumericSketch, quantile_edges
 
 PROFILE_VERSION = 1
-DEFAULT_BINS = 20
+DEFAULT_BINS = 30
 CONFIDENCE_EDGES = np.linspace(0.1, 0.9, 9)  # ten bins over [0, 1]
 
 
@@ -69,14 +70,20 @@ class Profile:
     categorical: dict[str, CategoricalSketch]
     predictions: PredictionSketch
     rows: int = 0
+    #: log PCA-reconstruction errors of the rows (None without a multivariate detector)
+    multivariate: NumericSketch | None = None
+    #: the fitted detector; only the reference profile carries it
+    detector: PcaDetector | None = None
 
     @classmethod
     def empty(cls, schema: ModelSchema, edges: Mapping[str, np.ndarray],
-              prediction_edges: np.ndarray | None = None) -> "Profile":
+              prediction_edges: np.ndarray | None = None, detector: PcaDetector | None = None) -> "Profile":
         return cls(
             numeric={f.name: NumericSketch(edges[f.name]) for f in schema.numeric},
             categorical={f.name: CategoricalSketch(len(f.categories)) for f in schema.categorical},
             predictions=PredictionSketch.empty(schema, prediction_edges),
+            multivariate=None if detector is None else detector.empty_sketch(),
+            detector=detector,
         )
 
     def empty_like(self) -> "Profile":
@@ -88,17 +95,21 @@ class Profile:
                 None if p.classes is None else CategoricalSketch(p.classes.n_categories),
                 None if p.confidence is None else NumericSketch(p.confidence.edges),
                 None if p.values is None else NumericSketch(p.values.edges)),
+            multivariate=None if self.multivariate is None else NumericSketch(self.multivariate.edges),
         )
 
     def update(self, numeric: np.ndarray, codes: np.ndarray, *, class_codes: np.ndarray | None = None,
-               proba: np.ndarray | None = None, values: np.ndarray | None = None) -> None:
+               proba: np.ndarray | None = None, values: np.ndarray | None = None,
+               mv_errors: np.ndarray | None = None) -> None:
         """Add a columnar batch (columns in schema order, as the validator builds them)."""
         for j, sketch in enumerate(self.numeric.values()):
             sketch.update(numeric[:, j])
         for j, sketch in enumerate(self.categorical.values()):
             sketch.update(codes[:, j])
         self.predictions.update(class_codes, proba, values)
-        self.rows += int(numeric.shape[0] if numeric.ndim == 2 and numeric.shape[1] else codes.shape[0])
+        if self.multivariate is not None and mv_errors is not None:
+            self.multivariate.update(mv_errors)
+        self.rows += int(numeric.shape[0])
 
     def merge(self, other: "Profile") -> "Profile":
         return Profile(
@@ -106,13 +117,17 @@ class Profile:
             categorical={k: s.merge(other.categorical[k]) for k, s in self.categorical.items()},
             predictions=self.predictions.merge(other.predictions),
             rows=self.rows + other.rows,
+            multivariate=None if self.multivariate is None else self.multivariate.merge(other.multivariate),
+            detector=self.detector,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": PROFILE_VERSION, "rows": self.rows,
                 "numeric": {k: s.to_dict() for k, s in self.numeric.items()},
                 "categorical": {k: s.to_dict() for k, s in self.categorical.items()},
-                "predictions": self.predictions.to_dict()}
+                "predictions": self.predictions.to_dict(),
+                "multivariate": None if self.multivariate is None else self.multivariate.to_dict(),
+                "detector": None if self.detector is None else self.detector.to_dict()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Profile":
@@ -123,9 +138,24 @@ class Profile:
             categorical={k: CategoricalSketch.from_dict(v) for k, v in d["categorical"].items()},
             predictions=PredictionSketch.from_dict(d["predictions"]),
             rows=int(d["rows"]),
+            multivariate=None if d.get("multivariate") is None else NumericSketch.from_dict(d["multivariate"]),
+            detector=None if d.get("detector") is None else PcaDetector.from_dict(d["detector"]),
         )
 
 
 def edges_from_sample(schema: ModelSchema, numeric_sample: np.ndarray, n_bins: int = DEFAULT_BINS) -> dict[str, np.ndarray]:
-    """Per numeric feature, interior edges from a sample's quantiles."""
-    return {f.name: quantile_edges(numeric_sample[:, j], n_bins) for j, f in enumerate(schema.numeric)}
+    """Per numeric feature: the reference minimum, interior quantile edges from a sample,
+    and just above the reference maximum. The first and last bins then count exactly the
+    values outside the reference range."""
+    out = {}
+    for j, f in enumerate(schema.numeric):
+        edges = quantile_edges(numeric_sample[:, j], n_bins)
+        if f.minimum is not None and f.maximum is not None:
+            edges = np.unique(np.concatenate([[f.minimum], edges, [np.nextafter(f.maximum, np.inf)]]))
+        out[f.name] = edges
+    return out
+
+
+def out_of_range(sketch: NumericSketch) -> int:
+    """Values below the reference minimum or above its maximum (see :func:`edges_from_sample`)."""
+    return int(sketch.counts[0] + sketch.counts[-1]) if sketch.counts.size > 1 else 0

@@ -1,65 +1,251 @@
-"""The current monitoring window, fed from the monitor queue.
+"""Monitoring windows, agreed on by every worker and replica.
 
-The window holds the same sketches as the reference profile (created with
-:meth:`Profile.empty_like`, so the bins match) and is updated from the columnar batches
-with vectorised numpy. Closing windows and judging them is the drift monitor's job.
+Rows are numbered by one counter in the store (:meth:`Store.reserve_rows`): window *w*
+holds rows ``[w·R, (w+1)·R)`` for ``R = window_rows``. Each worker folds the rows it
+served into its own partial sketch per window and flushes it to the store; a window is
+complete when the partials hold all its rows, and exactly one worker (the one that claims
+it) merges the partials (sketches merge by addition, so the merge is exact) and evaluates
+the window. A window that runs longer than ``window_seconds`` is sealed: the counter jumps
+to the next window and the short window closes with the rows it got. A worker that dies
+holding rows cannot block a window forever: it is evaluated as incomplete after
+``stale_seconds``.
+
+The store is only touched here, on the monitor thread. If it is unreachable, rows wait in
+a bounded buffer (then are dropped and counted) and everything resumes when it returns.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import threading
 import time
+import uuid
+from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
 
+from . import names as N
+from .evaluate import WindowEvaluator, WindowReport
 from .monitor import MonitorItem
 from .profile import Profile
+from .store import Partial, Store
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class _Open:
+    profile: Profile
+    first_at: float
+    last_at: float
+    rejected: Counter
+    dirty: bool = True
 
 
 @dataclass(frozen=True)
-class WindowSnapshot:
-    rows: int
-    batches: int
-    opened_at: float
-    last_row_at: float | None
+class WindowState:
+    pending_rows: int
+    open_windows: tuple[int, ...]
+    buffered_dropped_rows: int
+    store_errors: int
+    last_error: str | None
+    evaluated: int
 
 
-class LiveWindow:
-    """A :class:`~monitoring.monitor.Consumer` that folds batches into a window profile."""
+class WindowManager:
+    """A :class:`~monitoring.monitor.Consumer`: assigns rows to windows, flushes partials,
+    seals, claims and evaluates windows, and hands each report to ``publish``."""
 
-    def __init__(self, reference: Profile, task: str):
-        self._reference = reference
-        self._task = task
-        self._lock = threading.Lock()
-        self._profile = reference.empty_like()
-        self._batches = 0
-        self._opened_at = time.time()
-        self._last: float | None = None
+    def __init__(self, store: Store, model: str, reference: Profile, evaluator: WindowEvaluator, *,
+                 window_rows: int, window_seconds: float, task: str, publish: Callable[[WindowReport], None] | None = None,
+                 metrics=None, max_pending_rows: int = 100_000, flush_interval: float = 0.5,
+                 stale_seconds: float | None = None, worker: str | None = None, clock: Callable[[], float] = time.time):
+        if window_rows < 1 or window_seconds <= 0:
+            raise ValueError("window_rows must be >= 1 and window_seconds > 0")
+        self.store = store
+        self.model = model
+        self.reference = reference
+        self.evaluator = evaluator
+        self.window_rows = window_rows
+        self.window_seconds = window_seconds
+        self.task = task
+        self.publish = publish
+        self.metrics = metrics
+        self.max_pending_rows = max_pending_rows
+        self.flush_interval = flush_interval
+        self.stale_seconds = stale_seconds if stale_seconds is not None else max(2 * window_seconds, 30.0)
+        self.worker = worker or worker_id()
+        self.clock = clock
+        self._counter = f"rows:{model}"
+        self._pending: deque[MonitorItem] = deque()
+        self._pending_rows = 0
+        self._open: dict[int, _Open] = {}
+        self._rejected: Counter = Counter()
+        self._rejected_lock = threading.Lock()
+        self._last_flush = 0.0
+        self._dropped = 0
+        self._store_errors = 0
+        self._last_error: str | None = None
+        self._evaluated = 0
+        self._current = 0
+        self._state_lock = threading.Lock()
 
+    # -- called from the request path (cheap, thread-safe) -----------------------------
+    def note_rejection(self, kind: str) -> None:
+        with self._rejected_lock:
+            self._rejected[kind] += 1
+
+    # -- Consumer ------------------------------------------------------------------------
     def consume(self, items: Sequence[MonitorItem]) -> None:
-        if not items:
+        for item in items:
+            if self._pending_rows + item.n_rows > self.max_pending_rows:
+                self._dropped += item.n_rows
+                if self.metrics is not None:
+                    self.metrics[N.M_MONITOR_DROPPED].add(item.n_rows)
+                continue
+            self._pending.append(item)
+            self._pending_rows += item.n_rows
+        if self.clock() - self._last_flush >= self.flush_interval or self._pending_rows >= self.window_rows:
+            self.flush()
+
+    def tick(self) -> None:
+        self.flush()
+
+    # -- the work ------------------------------------------------------------------------
+    def flush(self) -> None:
+        now = self.clock()
+        self._last_flush = now
+        try:
+            self._assign(now)
+            self._write_partials(now)
+            self._seal_if_old(now)
+            self._evaluate_ready(now)
+        except SQLAlchemyError as exc:  # the store is down or locked: keep rows, retry next time
+            self._store_errors += 1
+            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            if msg != self._last_error:
+                log.warning("monitor store unavailable (%s); buffering up to %d rows", msg, self.max_pending_rows)
+            self._last_error = msg
+            if self.metrics is not None:
+                self.metrics[N.M_MONITOR_ERRORS].add(1)
             return
-        numeric = np.concatenate([i.batch.numeric for i in items]) if len(items) > 1 else items[0].batch.numeric
-        codes = np.concatenate([i.batch.codes for i in items]) if len(items) > 1 else items[0].batch.codes
-        class_codes = proba = values = None
-        if self._task == "classification":
+        self._last_error = None
+
+    def _assign(self, now: float) -> None:
+        if not self._pending:
+            return
+        items = list(self._pending)
+        total = self._pending_rows
+        start = self.store.reserve_rows(self._counter, total)
+        self._pending.clear()
+        self._pending_rows = 0
+        numeric = np.concatenate([i.batch.numeric for i in items])
+        codes = np.concatenate([i.batch.codes for i in items])
+        times = np.concatenate([np.full(i.n_rows, i.received_at) for i in items])
+        det = self.reference.detector
+        mv = det.log_errors(numeric) if det is not None else None
+        if self.task == "classification":
             class_codes = np.concatenate([i.class_codes for i in items])
-            if all(i.proba is not None for i in items):
-                proba = np.concatenate([i.proba for i in items])
+            proba = np.concatenate([i.proba for i in items]) if all(i.proba is not None for i in items) else None
+            values = None
         else:
-            values = np.concatenate([i.labels for i in items]).astype(np.float64)
-        with self._lock:
-            self._profile.update(numeric, codes, class_codes=class_codes, proba=proba, values=values)
-            self._batches += len(items)
-            self._last = max(i.received_at for i in items)
+            class_codes = proba = None
+            values = np.concatenate([np.asarray(i.labels, dtype=np.float64) for i in items])
+        seq = start
+        end = start + total
+        while seq < end:
+            wid = seq // self.window_rows
+            stop = min(end, (wid + 1) * self.window_rows)
+            a, b = seq - start, stop - start
+            win = self._open.get(wid)
+            if win is None:
+                win = self._open[wid] = _Open(self.reference.empty_like(), float(times[a]), float(times[a]), Counter())
+            win.profile.update(numeric[a:b], codes[a:b],
+                               class_codes=None if class_codes is None else class_codes[a:b],
+                               proba=None if proba is None else proba[a:b],
+                               values=None if values is None else values[a:b],
+                               mv_errors=None if mv is None else mv[a:b])
+            win.first_at = min(win.first_at, float(times[a:b].min()))
+            win.last_at = max(win.last_at, float(times[a:b].max()))
+            win.dirty = True
+            seq = stop
+        self._current = max(self._current, (end - 1) // self.window_rows)
 
-    def snapshot(self) -> WindowSnapshot:
-        with self._lock:
-            return WindowSnapshot(self._profile.rows, self._batches, self._opened_at, self._last)
+    def _write_partials(self, now: float) -> None:
+        with self._rejected_lock:
+            rejected, self._rejected = self._rejected, Counter()
+        if rejected:
+            wid = self._current
+            win = self._open.get(wid)
+            if win is None:
+                win = self._open[wid] = _Open(self.reference.empty_like(), now, now, Counter())
+            win.rejected.update(rejected)
+            win.dirty = True
+        dirty = [(wid, w) for wid, w in self._open.items() if w.dirty]
+        if not dirty:
+            return
+        try:
+            self.store.upsert_partials(self.model, self.worker, [
+                (wid, Partial(self.worker, w.profile.rows, w.first_at, w.last_at, w.profile.to_dict(),
+                              dict(w.rejected))) for wid, w in dirty], now)
+        except SQLAlchemyError:
+            if rejected:  # keep the counts for the next try
+                with self._rejected_lock:
+                    self._rejected.update(rejected)
+                self._open[self._current].rejected.subtract(rejected)
+            raise
+        for _, w in dirty:
+            w.dirty = False
 
-    def profile(self) -> Profile:
-        """A copy of the window's profile (reading never mutates the window)."""
-        with self._lock:
-            return self._profile.empty_like().merge(self._profile)
+    def _seal_if_old(self, now: float) -> None:
+        wid = self.store.counter(self._counter) // self.window_rows
+        self._current = max(self._current, wid)
+        started = self.store.open_window_started(self.model, wid)
+        if started is not None and now - started >= self.window_seconds:
+            rows = self.store.seal(self.model, self._counter, wid, self.window_rows, now)
+            if rows is not None:
+                log.info("window %d sealed by time with %d rows", wid, rows)
+
+    def _evaluate_ready(self, now: float) -> None:
+        for wid, rows, expected in self.store.closable(self.model, self.window_rows, now - self.stale_seconds,
+                                                       self._current):
+            if not self.store.claim(self.model, wid, self.worker, now):
+                self._open.pop(wid, None)
+                continue
+            partials = self.store.partials(self.model, wid)
+            merged = self.reference.empty_like()
+            rejected: Counter = Counter()
+            for p in partials:
+                merged = merged.merge(Profile.from_dict(p.sketch))
+                rejected.update(p.rejected)
+            started = min((p.first_at for p in partials), default=None)
+            ended = max((p.last_at for p in partials), default=None)
+            report = self.evaluator.evaluate(merged, wid, rejected={k: v for k, v in rejected.items() if v},
+                                             started_at=started, ended_at=ended)
+            d = report.to_dict()
+            d["rows_expected"] = expected
+            d["complete"] = rows >= expected
+            if self.store.finish(self.model, wid, self.worker, d, rows, expected, started, ended, now):
+                self._evaluated += 1
+                if self.publish is not None:
+                    try:
+                        self.publish(report)
+                    except Exception:  # a publisher bug must not stop window evaluation
+                        log.exception("publishing window %d failed", wid)
+            self._open.pop(wid, None)
+        # partials of windows another worker already closed are no longer needed
+        for wid in [w for w in self._open if w < self._current and not self._open[w].dirty]:
+            self._open.pop(wid, None)
+
+    def state(self) -> WindowState:
+        return WindowState(self._pending_rows, tuple(sorted(self._open)), self._dropped, self._store_errors,
+                           self._last_error, self._evaluated)

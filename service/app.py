@@ -76,21 +76,30 @@ class MonitoredModel:
 
     def __init__(self) -> None:
         from models.registry import load
-        from monitoring.metrics import Metrics
+        from monitoring.evaluate import DriftConfig, WindowEvaluator
+        from monitoring.metrics import Metrics, publish_report
         from monitoring.monitor import MonitorQueue
+        from monitoring.store import Store
         from monitoring.system import SystemSampler
         from monitoring.validation import Validator
-        from monitoring.window import LiveWindow
+        from monitoring.window import WindowManager
 
         self.settings = SETTINGS
         self.loaded = load(self.stored_model)
         self.schema = self.loaded.schema
         self.tracer = TELEMETRY.tracer()
-        self.metrics = Metrics(meter=TELEMETRY.meter())
+        self.metrics = Metrics(meter=TELEMETRY.meter(), domains={
+            N.DOMAIN_FEATURES: self.schema.names, N.DOMAIN_CLASSES: [str(c) for c in self.schema.classes]})
         TELEMETRY.drops.bind(self.metrics)
         self.validator = Validator(self.schema, SETTINGS.max_batch_rows, SETTINGS.instance_id_field)
-        self.window = LiveWindow(self.loaded.profile, self.schema.task)
-        self.queue = MonitorQueue(self.window, SETTINGS.monitor_queue_batches, self.metrics).start()
+        self.store = Store(SETTINGS.resolved_store_url)
+        self.evaluator = WindowEvaluator(self.schema, self.loaded.profile, DriftConfig(
+            alpha=SETTINGS.drift_alpha, effect_floor=SETTINGS.drift_effect_floor, min_rows=SETTINGS.window_min_rows))
+        self.windows = WindowManager(
+            self.store, self.loaded.tag, self.loaded.profile, self.evaluator, window_rows=SETTINGS.window_rows,
+            window_seconds=SETTINGS.window_seconds, task=self.schema.task, metrics=self.metrics,
+            publish=lambda report: publish_report(self.metrics, report))
+        self.queue = MonitorQueue(self.windows, SETTINGS.monitor_queue_batches, self.metrics).start()
         self.system = SystemSampler(self.metrics, SETTINGS.system_metrics_interval).start()
         self._model_attrs = {N.ATTR_MODEL_NAME: self.loaded.name, N.ATTR_MODEL_VERSION: self.loaded.version}
         self._classes = list(self.schema.classes) if self.schema.task == "classification" else None
@@ -171,12 +180,21 @@ class MonitoredModel:
     def _reject(self, ctx: bentoml.Context, exc) -> Any:
         ctx.request.scope[SCOPE_COUNTED] = True
         self.metrics[N.M_VALIDATION_ERRORS].add(1, kind=exc.kind)
+        self.windows.note_rejection(exc.kind)
         _current_span().set_attribute(N.ATTR_OUTCOME, N.OUTCOME_CLIENT_ERROR)
         return _json_error(ctx, exc.status, exc.to_dict())
 
     def status(self) -> dict[str, Any]:
+        from sqlalchemy.exc import SQLAlchemyError
+
         q = self.queue.stats()
-        w = self.window.snapshot()
+        w = self.windows.state()
+        try:
+            last = self.store.windows(self.loaded.tag, limit=1)
+            counted = self.store.counter(f"rows:{self.loaded.tag}")
+            store = "ok"
+        except SQLAlchemyError as exc:
+            last, counted, store = [], None, f"unavailable ({type(exc).__name__})"
         return {
             "model": self.loaded.tag,
             "worker_pid": os.getpid(),
@@ -188,13 +206,25 @@ class MonitoredModel:
             "monitor_queue": {"capacity": q.capacity, "depth": q.depth, "enqueued_rows": q.enqueued_rows,
                               "dropped_rows": q.dropped_rows, "processed_rows": q.processed_rows,
                               "consumer_errors": q.errors, "running": q.running},
-            "current_window": {"rows": w.rows, "batches": w.batches, "opened_at": w.opened_at,
-                               "last_row_at": w.last_row_at},
+            "windows": {"window_rows": SETTINGS.window_rows, "window_seconds": SETTINGS.window_seconds,
+                        "rows_counted": counted, "store": store,
+                        "open_in_this_worker": list(w.open_windows), "pending_rows": w.pending_rows,
+                        "buffer_dropped_rows": w.buffered_dropped_rows, "store_errors": w.store_errors,
+                        "store_error": w.last_error, "evaluated_by_this_worker": w.evaluated,
+                        "last_closed": _window_summary(last[0]) if last else None},
+            "drift_methods": self.evaluator.methods,
             "telemetry": {"traces_exporting": TELEMETRY.traces_exporting,
                           "metrics_exporting": TELEMETRY.metrics_exporting,
                           "dropped": dict(TELEMETRY.drops.counts)},
             "gpu": self.system.gpus.available,
         }
+
+    def drift(self, limit: int) -> dict[str, Any]:
+        records = self.store.windows(self.loaded.tag, limit=limit)
+        return {"model": self.loaded.tag, "reference_rows": self.loaded.profile.rows,
+                "window_rows": SETTINGS.window_rows, "alpha": SETTINGS.drift_alpha,
+                "effect_floor": SETTINGS.drift_effect_floor,
+                "windows": [{**(r.report or {}), "evaluated_at": r.evaluated_at} for r in records]}
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
@@ -204,6 +234,14 @@ class MonitoredModel:
         if not self.queue.close(timeout=budget / 2):
             log.warning("monitor queue not drained at shutdown: %s", self.queue.stats())
         TELEMETRY.shutdown(timeout=max(0.5, budget - (time.monotonic() - start)))
+        self.store.dispose()
+
+
+def _window_summary(r) -> dict[str, Any]:
+    rep = r.report or {}
+    return {"window_id": r.window_id, "rows": r.rows, "rows_expected": r.rows_expected,
+            "too_small": rep.get("too_small"), "drifted": rep.get("drifted", []),
+            "share_drifted": rep.get("share_drifted"), "evaluated_at": r.evaluated_at}
 
 
 def _current_span():
@@ -227,11 +265,23 @@ def _monitoring_app():
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
+    from starlette.concurrency import run_in_threadpool
+
     async def status(request):
         svc = bentoml.get_current_service()
-        return JSONResponse(svc.status())
+        return JSONResponse(await run_in_threadpool(svc.status))
 
-    return Starlette(routes=[Route("/status", status, methods=["GET"])])
+    async def drift(request):
+        svc = bentoml.get_current_service()
+        try:
+            limit = int(request.query_params.get("limit", "20"))
+        except ValueError:
+            return JSONResponse({"error": "limit must be an integer"}, status_code=422)
+        if not 1 <= limit <= 1000:
+            return JSONResponse({"error": "limit must be between 1 and 1000"}, status_code=422)
+        return JSONResponse(await run_in_threadpool(svc.drift, limit))
+
+    return Starlette(routes=[Route("/status", status, methods=["GET"]), Route("/drift", drift, methods=["GET"])])
 
 
 MonitoredModel.mount_asgi_app(_monitoring_app(), path="/monitoring", name="monitoring")

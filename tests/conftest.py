@@ -114,3 +114,12 @@ def test_tags(bentoml_home, model_files) -> dict[str, str]:
                                 name="cat-lenient").tag,
         "in_sample": register(f["tree"], f["bc_train"], "target", name="tree-in-sample").tag,
     }
+
+
+@pytest.fixture(scope="session")
+def demo_tags_reference_sd(demo_tags) -> dict[str, float]:
+    """Per-feature standard deviation of the demo classifier's reference data."""
+    from models.registry import load
+
+    prof = load(demo_tags["classifier"]).profile
+    return {k: float(np.sqrt(s.variance)) for k, s in prof.numeric.items()}

@@ -1,0 +1,288 @@
+"""Two-sample drift statistics on binned sketches, each with a p-value that accounts for
+the sampling error of both the reference and the window.
+
+Every statistic works on counts over the same bins (the reference profile's), so a
+window is judged in O(bins) whatever its size. One function per statistic; all share the
+signature ``(ref_counts, win_counts, edges=None, scale=None) -> DriftStat``.
+
+p-values:
+
+- ``ks``: binned Kolmogorov-Smirnov; p from scipy's two-sample KS distribution
+  (``kstwo`` at the effective size n·m/(n+m)). Binning can only lower D, so the p-value
+  is conservative.
+- ``chisquare``: scipy's ``chi2_contingency`` on the 2 x k table (sparse cells pooled so
+  that expected counts are >= 5).
+- ``psi``, ``jensenshannon``: chi-square asymptotics of the binned statistic
+  (n_eff·PSI and 8·n_eff·JS-divergence are asymptotically chi-square with k-1 degrees of
+  freedom) when every expected count is >= 50; otherwise the multinomial null below.
+- ``wasserstein``: a two-sample multinomial bootstrap under H0 (both samples drawn from
+  the reference proportions), computed once per (bins, reference size, window size on a
+  log grid) and cached; tail p-values come from a gamma fitted to the null draws.
+
+Exception tree::
+
+    ValueError   unknown method, mismatched bins
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import stats as ss
+from scipy.spatial.distance import jensenshannon as _js
+
+METHODS = ("ks", "wasserstein", "psi", "jensenshannon", "chisquare")
+NUMERIC_METHODS = ("ks", "wasserstein", "psi", "jensenshannon", "chisquare")
+CATEGORICAL_METHODS = ("chisquare", "psi", "jensenshannon")
+_EPS = 1e-4
+_MIN_EXPECTED = 5.0
+#: The divergences' chi-square asymptotics are used only when every expected count is at
+#: least this (they are liberal with sparse bins); below it, the cached bootstrap.
+_ASYMPTOTIC_EXPECTED = 50.0
+NULL_DRAWS = 2000
+
+
+@dataclass(frozen=True)
+class DriftStat:
+    method: str
+    statistic: float
+    p_value: float
+
+
+def _props(c: np.ndarray, eps: float = _EPS) -> np.ndarray:
+    p = c / max(c.sum(), 1)
+    p = np.maximum(p, eps)
+    return p / p.sum()
+
+
+def _n_eff(n: float, m: float) -> float:
+    return n * m / (n + m) if n + m else 0.0
+
+
+def _check(ref: np.ndarray, win: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ref = np.asarray(ref, dtype=np.float64)
+    win = np.asarray(win, dtype=np.float64)
+    if ref.shape != win.shape:
+        raise ValueError(f"bins differ: reference has {ref.shape[0]}, window {win.shape[0]}")
+    return ref, win
+
+
+def _min_expected(ref: np.ndarray, win: np.ndarray) -> float:
+    total = ref + win
+    keep = total > 0
+    n, m = ref.sum(), win.sum()
+    pooled = total[keep] / (n + m)
+    return float(min((pooled * n).min(), (pooled * m).min())) if keep.any() else 0.0
+
+
+# -- statistics (vectorised over rows of ``win`` for the bootstrap) -----------------------
+
+def _ks_stat(ref: np.ndarray, win: np.ndarray) -> np.ndarray:
+    fr = np.cumsum(ref, axis=-1) / ref.sum(axis=-1, keepdims=True)
+    fw = np.cumsum(win, axis=-1) / np.maximum(win.sum(axis=-1, keepdims=True), 1)
+    return np.abs(fr - fw)[..., :-1].max(axis=-1)
+
+
+def _wasserstein_stat(ref: np.ndarray, win: np.ndarray, widths: np.ndarray, scale: float) -> np.ndarray:
+    """Integral of |F_ref - F_win| between the outermost edges (trapezoid over the CDF
+    differences known at the edges), divided by ``scale``."""
+    fr = np.cumsum(ref, axis=-1) / ref.sum(axis=-1, keepdims=True)
+    fw = np.cumsum(win, axis=-1) / np.maximum(win.sum(axis=-1, keepdims=True), 1)
+    d = np.abs(fr - fw)[..., :-1]
+    return (((d[..., :-1] + d[..., 1:]) / 2) * widths).sum(axis=-1) / scale
+
+
+def _psi_stat(ref: np.ndarray, win: np.ndarray) -> np.ndarray:
+    pr = np.maximum(ref / ref.sum(axis=-1, keepdims=True), _EPS)
+    pw = np.maximum(win / np.maximum(win.sum(axis=-1, keepdims=True), 1), _EPS)
+    return ((pw - pr) * np.log(pw / pr)).sum(axis=-1)
+
+
+def _js_divergence(ref: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence in nats (vectorised)."""
+    pr = ref / ref.sum(axis=-1, keepdims=True)
+    pw = win / np.maximum(win.sum(axis=-1, keepdims=True), 1)
+    m = (pr + pw) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.where(pr > 0, pr * np.log(pr / m), 0.0).sum(axis=-1)
+        b = np.where(pw > 0, pw * np.log(pw / m), 0.0).sum(axis=-1)
+    return np.maximum((a + b) / 2, 0.0)
+
+
+def bin_widths(edges: np.ndarray) -> np.ndarray:
+    """Widths between consecutive interior edges (the open tails carry no width)."""
+    e = np.asarray(edges, dtype=np.float64)
+    return np.diff(e) if e.size > 1 else np.zeros(0)
+
+
+# -- the bootstrap null, cached -------------------------------------------------------------
+
+def size_grid(n: int, per_octave: int = 4) -> int:
+    """Round a window size onto a log grid (2**(k/4)), so the null is computed once per step."""
+    if n <= 8:
+        return max(int(n), 1)
+    k = round(math.log2(n) * per_octave)
+    return int(round(2 ** (k / per_octave)))
+
+
+class NullCache:
+    """Null distributions of a statistic under H0, keyed by bins and sizes. Thread-safe."""
+
+    def __init__(self, draws: int = NULL_DRAWS, seed: int = 12345, max_entries: int = 4096):
+        self.draws = draws
+        self.seed = seed
+        self.max_entries = max_entries
+        self._cache: dict[tuple, tuple[float, float, np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def p_value(self, key: tuple, observed: float, ref_props: np.ndarray, n_ref: int, n_win: int,
+                stat: Callable[[np.ndarray, np.ndarray], np.ndarray], power: float = 1.0) -> float:
+        """p-value of ``observed``; ``power`` is how the statistic's null scale grows with
+        the sampling variance (1/n_ref + 1/n_win): 0.5 for distances, 1 for divergences."""
+        grid = size_grid(n_win)
+        full_key = (key, n_ref, grid)
+        with self._lock:
+            hit = self._cache.get(full_key)
+        if hit is None:
+            rng = np.random.default_rng([self.seed, n_ref, grid, len(ref_props)])
+            r = rng.multinomial(n_ref, ref_props, size=self.draws).astype(np.float64)
+            w = rng.multinomial(grid, ref_props, size=self.draws).astype(np.float64)
+            null = np.sort(stat(r, w))
+            mean, var = float(null.mean()), float(null.var())
+            hit = (mean, var, null)
+            with self._lock:
+                if len(self._cache) >= self.max_entries:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[full_key] = hit
+        mean, var, null = hit
+        # the null was drawn at the grid size: rescale the observation to it
+        obs = observed * ((1 / n_ref + 1 / grid) / (1 / n_ref + 1 / n_win)) ** power if n_win else observed
+        exceed = len(null) - np.searchsorted(null, obs, side="left")
+        p_emp = (exceed + 1) / (len(null) + 1)
+        if exceed >= 20 or var <= 0:
+            return float(min(1.0, p_emp))
+        shape, scale = mean * mean / var, var / mean  # gamma fitted to the null's moments
+        return float(min(p_emp, ss.gamma.sf(obs, shape, scale=scale)))
+
+
+_DEFAULT_NULLS = NullCache()
+
+
+# -- public statistics ------------------------------------------------------------------
+
+def ks(ref: np.ndarray, win: np.ndarray, **_) -> DriftStat:
+    ref, win = _check(ref, win)
+    d = float(_ks_stat(ref, win))
+    en = _n_eff(ref.sum(), win.sum())
+    p = float(ss.kstwo.sf(d, max(int(round(en)), 1))) if en else 1.0
+    return DriftStat("ks", d, p)
+
+
+def chisquare(ref: np.ndarray, win: np.ndarray, **_) -> DriftStat:
+    ref, win = _check(ref, win)
+    if win.sum() == 0 or ref.sum() == 0:
+        return DriftStat("chisquare", 0.0, 1.0)
+    ref, win = pool_bins(ref, win)
+    if ref.size < 2:
+        return DriftStat("chisquare", 0.0, 1.0)
+    chi2, p, _, _ = ss.chi2_contingency(np.vstack([ref, win]), correction=False)
+    return DriftStat("chisquare", float(chi2), float(p))
+
+
+def pool_bins(ref: np.ndarray, win: np.ndarray, min_expected: float = _MIN_EXPECTED) -> tuple[np.ndarray, np.ndarray]:
+    """Merge neighbouring bins until each has an expected count >= ``min_expected`` in
+    both samples (Cochran's rule). Expectations come from the reference proportions and
+    the sample sizes only, never from the window's counts, so pooling cannot bias the test.
+    """
+    n, m = ref.sum(), win.sum()
+    need = min_expected / min(n, m)  # proportion a pooled bin must reach
+    props = ref / n
+    groups = np.zeros(ref.size, dtype=np.int64)
+    g, acc = 0, 0.0
+    for i, p in enumerate(props):
+        groups[i] = g
+        acc += p
+        if acc >= need:
+            g, acc = g + 1, 0.0
+    if acc and g > 0:  # a short last group joins the previous one
+        groups[groups == g] = g - 1
+    k = int(groups.max()) + 1
+    return np.bincount(groups, ref, minlength=k), np.bincount(groups, win, minlength=k)
+
+
+def psi(ref: np.ndarray, win: np.ndarray, key: tuple = (), nulls: NullCache | None = None, **_) -> DriftStat:
+    ref, win = _check(ref, win)
+    value = float(_psi_stat(ref, win))
+    return DriftStat("psi", value, _asymptotic_or_bootstrap(value, ref, win, _psi_stat, 1.0, ("psi", *key), nulls))
+
+
+def jensenshannon(ref: np.ndarray, win: np.ndarray, key: tuple = (), nulls: NullCache | None = None, **_) -> DriftStat:
+    """Statistic: JS *distance* (base 2, in [0, 1]), as Evidently reports it."""
+    ref, win = _check(ref, win)
+    if win.sum() == 0:
+        return DriftStat("jensenshannon", 0.0, 1.0)
+    dist = float(_js(ref / ref.sum(), win / win.sum(), base=2))
+    div = float(_js_divergence(ref, win))
+    p = _asymptotic_or_bootstrap(div, ref, win, _js_divergence, 8.0, ("js", *key), nulls)
+    return DriftStat("jensenshannon", dist if math.isfinite(dist) else 0.0, p)
+
+
+def _asymptotic_or_bootstrap(value, ref, win, stat, factor, key, nulls) -> float:
+    n, m = ref.sum(), win.sum()
+    if m == 0:
+        return 1.0
+    k = int(((ref + win) > 0).sum())
+    if k < 2:
+        return 1.0
+    if _min_expected(ref, win) >= _ASYMPTOTIC_EXPECTED:
+        return float(ss.chi2.sf(factor * _n_eff(n, m) * value, k - 1))
+    nulls = nulls or _DEFAULT_NULLS
+    return nulls.p_value(key + (ref.size,), value, _props(ref), int(n), int(m), stat, power=1.0)
+
+
+def wasserstein(ref: np.ndarray, win: np.ndarray, edges: np.ndarray | None = None, scale: float | None = None,
+                key: tuple = (), nulls: NullCache | None = None, **_) -> DriftStat:
+    """Wasserstein-1 distance between the binned distributions, divided by ``scale``
+    (the reference standard deviation: Evidently's normalised Wasserstein)."""
+    ref, win = _check(ref, win)
+    if edges is None:
+        raise ValueError("wasserstein needs the bin edges")
+    widths = bin_widths(edges)
+    if widths.size != ref.size - 2 or widths.size == 0 or win.sum() == 0:
+        return DriftStat("wasserstein", 0.0, 1.0)
+    scale = scale if scale and scale > 0 and math.isfinite(scale) else 1.0
+
+    def stat(r, w):
+        return _wasserstein_stat(r, w, widths, scale)
+
+    value = float(stat(ref, win))
+    nulls = nulls or _DEFAULT_NULLS
+    p = nulls.p_value(("w", *key, ref.size, float(widths.sum()), scale), value, _props(ref), int(ref.sum()),
+                      int(win.sum()), stat, power=0.5)
+    return DriftStat("wasserstein", value, p)
+
+
+STATISTICS: dict[str, Callable[..., DriftStat]] = {
+    "ks": ks, "wasserstein": wasserstein, "psi": psi, "jensenshannon": jensenshannon, "chisquare": chisquare,
+}
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm-adjusted p-values (step-down, monotone, capped at 1).
+
+    >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
+    [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.size
+    if m == 0:
+        return p
+    order = np.argsort(p)
+    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(adj, 1.0)
+    return out

@@ -1,0 +1,246 @@
+"""Judging a window against the reference: per-feature drift with Holm's correction and
+an effect floor, multivariate drift, data quality, and the prediction distribution.
+
+Results are frozen dataclasses. A feature is flagged when its Holm-adjusted p-value is at
+most ``alpha`` AND its effect (normalised Wasserstein for numeric features, Jensen-Shannon
+distance for categorical ones) is at least ``effect_floor``, so that a huge window does not
+flag a negligible shift. The exported *score* is ``min(effect / floor, alpha / p_holm)``:
+>= 1 exactly when flagged, so alert rules never mix p-values and distances.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import drift as D
+from .profile import Profile, out_of_range
+from .schema import ModelSchema
+
+#: Evidently's rule: p-value tests on small references, distances on large ones.
+SMALL_REFERENCE = 1000
+MAX_SCORE = 1e6
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    alpha: float = 0.01
+    effect_floor: float = 0.1
+    min_rows: int = 30
+    methods: Mapping[str, str] = field(default_factory=dict)  # per-feature override
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1); got {self.alpha}")
+        if self.effect_floor < 0:
+            raise ValueError(f"effect_floor must be >= 0; got {self.effect_floor}")
+        for name, method in self.methods.items():
+            if method not in D.METHODS:
+                raise ValueError(f"method for {name!r} must be one of {D.METHODS}; got {method!r}")
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    feature: str
+    kind: str
+    method: str
+    statistic: float
+    p_value: float
+    p_holm: float
+    effect: float
+    score: float
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class FeatureQuality:
+    feature: str
+    missing_rate: float
+    reference_missing_rate: float
+    out_of_range_rate: float | None = None
+    unseen_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class PredictionDrift:
+    method: str
+    statistic: float
+    p_value: float
+    flagged: bool
+    class_share: dict[str, float] | None = None
+    reference_class_share: dict[str, float] | None = None
+    mean_confidence: float | None = None
+    reference_mean_confidence: float | None = None
+    entropy: float | None = None
+    mean: float | None = None
+    reference_mean: float | None = None
+    variance: float | None = None
+    reference_variance: float | None = None
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    window_id: int
+    rows: int
+    reference_rows: int
+    too_small: bool
+    features: tuple[FeatureDrift, ...]
+    share_drifted: float
+    multivariate: FeatureDrift | None
+    quality: tuple[FeatureQuality, ...]
+    predictions: PredictionDrift | None
+    rejected: dict[str, int]
+    started_at: float | None = None
+    ended_at: float | None = None
+
+    @property
+    def drifted(self) -> tuple[str, ...]:
+        return tuple(f.feature for f in self.features if f.flagged)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: non-finite numbers become None."""
+        d = asdict(self)
+        d["drifted"] = list(self.drifted)
+        return _finite(d)
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
+
+
+def default_method(kind: str, reference_rows: int, distinct: int) -> str:
+    if reference_rows <= SMALL_REFERENCE:
+        return "ks" if kind == "numeric" and distinct > 5 else "chisquare"
+    return "wasserstein" if kind == "numeric" and distinct > 5 else "jensenshannon"
+
+
+def _share(counts: np.ndarray, labels: Sequence[Any]) -> dict[str, float]:
+    total = counts.sum()
+    return {str(c): (float(v) / total if total else 0.0) for c, v in zip(labels, counts)}
+
+
+def _score(effect: float, floor: float, p_holm: float, alpha: float) -> float:
+    e = effect / floor if floor > 0 else MAX_SCORE
+    p = alpha / p_holm if p_holm > 0 else MAX_SCORE
+    return float(min(e, p, MAX_SCORE))
+
+
+class WindowEvaluator:
+    """Evaluate window profiles against one reference profile. Stateless apart from the
+    bootstrap null cache (reading a result never changes anything)."""
+
+    def __init__(self, schema: ModelSchema, reference: Profile, config: DriftConfig | None = None,
+                 nulls: D.NullCache | None = None):
+        self.schema = schema
+        self.reference = reference
+        self.config = config or DriftConfig()
+        self.nulls = nulls or D.NullCache()
+        ref_rows = reference.rows
+        self._methods: dict[str, str] = {}
+        for f in schema.numeric:
+            s = reference.numeric[f.name]
+            distinct = int((s.counts > 0).sum())
+            self._methods[f.name] = self.config.methods.get(f.name, default_method("numeric", ref_rows, distinct))
+        for f in schema.categorical:
+            self._methods[f.name] = self.config.methods.get(f.name, default_method("categorical", ref_rows, 0))
+
+    @property
+    def methods(self) -> dict[str, str]:
+        return dict(self._methods)
+
+    def _numeric(self, name: str, win) -> tuple[D.DriftStat, float]:
+        ref = self.reference.numeric[name]
+        sd = math.sqrt(ref.variance) if ref.n > 1 and ref.variance > 0 else 1.0
+        method = self._methods[name]
+        stat = D.STATISTICS[method](ref.counts, win.counts, edges=ref.edges, scale=sd, key=("num", name),
+                                    nulls=self.nulls)
+        effect = stat.statistic if method == "wasserstein" else D._wasserstein_stat(
+            ref.counts.astype(float), win.counts.astype(float), D.bin_widths(ref.edges), sd) \
+            if ref.edges.size > 1 else 0.0
+        return stat, float(effect)
+
+    def _categorical(self, name: str, win) -> tuple[D.DriftStat, float]:
+        ref = self.reference.categorical[name]
+        rc = np.append(ref.counts, ref.unseen).astype(float)
+        wc = np.append(win.counts, win.unseen).astype(float)
+        stat = D.STATISTICS[self._methods[name]](rc, wc, key=("cat", name), nulls=self.nulls)
+        effect = stat.statistic if stat.method == "jensenshannon" else D.jensenshannon(rc, wc, nulls=self.nulls).statistic
+        return stat, float(effect)
+
+    def evaluate(self, window: Profile, window_id: int = 0, rejected: Mapping[str, int] | None = None,
+                 started_at: float | None = None, ended_at: float | None = None) -> WindowReport:
+        cfg = self.config
+        rows = window.rows
+        quality = self._quality(window)
+        if rows < cfg.min_rows:
+            return WindowReport(window_id, rows, self.reference.rows, True, (), 0.0, None, quality, None,
+                                dict(rejected or {}), started_at, ended_at)
+        raw: list[tuple[str, str, D.DriftStat, float]] = []
+        for f in self.schema.numeric:
+            stat, effect = self._numeric(f.name, window.numeric[f.name])
+            raw.append((f.name, "numeric", stat, effect))
+        for f in self.schema.categorical:
+            stat, effect = self._categorical(f.name, window.categorical[f.name])
+            raw.append((f.name, "categorical", stat, effect))
+        mv = None
+        det = self.reference.detector
+        if det is not None and window.multivariate is not None:
+            effect, p = det.test(window.multivariate)
+            raw.append(("__multivariate__", "multivariate", D.DriftStat("pca_reconstruction", effect, p), effect))
+        p_holm = D.holm([r[2].p_value for r in raw])
+        results = []
+        for (name, kind, stat, effect), ph in zip(raw, p_holm):
+            flagged = bool(ph <= cfg.alpha and effect >= cfg.effect_floor)
+            results.append(FeatureDrift(name, kind, stat.method, stat.statistic, stat.p_value, float(ph), effect,
+                                        _score(effect, cfg.effect_floor, float(ph), cfg.alpha), flagged))
+        if results and results[-1].kind == "multivariate":
+            mv = results.pop()
+        share = sum(r.flagged for r in results) / len(results) if results else 0.0
+        return WindowReport(window_id, rows, self.reference.rows, False, tuple(results), share, mv, quality,
+                            self._predictions(window), dict(rejected or {}), started_at, ended_at)
+
+    def _quality(self, window: Profile) -> tuple[FeatureQuality, ...]:
+        out = []
+        for f in self.schema.numeric:
+            w, r = window.numeric[f.name], self.reference.numeric[f.name]
+            oor = out_of_range(w) / w.n if (w.n and f.minimum is not None) else None
+            out.append(FeatureQuality(f.name, w.missing_rate, r.missing_rate, oor, None))
+        for f in self.schema.categorical:
+            w, r = window.categorical[f.name], self.reference.categorical[f.name]
+            total_w, total_r = w.n + w.missing, r.n + r.missing
+            out.append(FeatureQuality(f.name, w.missing / total_w if total_w else 0.0,
+                                      r.missing / total_r if total_r else 0.0, None,
+                                      w.unseen / w.n if w.n else 0.0))
+        return tuple(out)
+
+    def _predictions(self, window: Profile) -> PredictionDrift | None:
+        ref, win = self.reference.predictions, window.predictions
+        alpha = self.config.alpha
+        if ref.classes is not None and win.classes is not None:
+            labels = list(self.schema.classes)
+            stat = D.chisquare(ref.classes.counts.astype(float), win.classes.counts.astype(float))
+            share = _share(win.classes.counts, labels)
+            probs = np.array(list(share.values()))
+            nz = probs[probs > 0]
+            entropy = float(-(nz * np.log2(nz)).sum()) if nz.size else 0.0
+            conf = win.confidence
+            return PredictionDrift(stat.method, stat.statistic, stat.p_value, stat.p_value <= alpha,
+                                   class_share=share, reference_class_share=_share(ref.classes.counts, labels),
+                                   mean_confidence=conf.mean if conf is not None and conf.n else None,
+                                   reference_mean_confidence=ref.confidence.mean if ref.confidence is not None else None,
+                                   entropy=entropy)
+        if ref.values is not None and win.values is not None and win.values.n:
+            stat = D.ks(ref.values.counts, win.values.counts)
+            return PredictionDrift(stat.method, stat.statistic, stat.p_value, stat.p_value <= alpha,
+                                   mean=win.values.mean, reference_mean=ref.values.mean,
+                                   variance=win.values.variance, reference_variance=ref.values.variance)
+        return None
