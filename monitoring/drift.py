@@ -144,7 +144,7 @@ class NullCache:
         """p-value of ``observed``; ``power`` is how the statistic's null scale grows with
         the sampling variance (1/n_ref + 1/n_win): 0.5 for distances, 1 for divergences."""
         grid = size_grid(n_win)
-        full_key = (key, n_ref, grid)
+        full_key = (key, n_ref, grid, hash(np.round(ref_props, 12).tobytes()))
         with self._lock:
             hit = self._cache.get(full_key)
         if hit is None:
@@ -194,13 +194,13 @@ def chisquare(ref: np.ndarray, win: np.ndarray, **_) -> DriftStat:
 
 
 def pool_bins(ref: np.ndarray, win: np.ndarray, min_expected: float = _MIN_EXPECTED) -> tuple[np.ndarray, np.ndarray]:
-    """Merge neighbouring bins until each has an expected count >= ``min_expected`` in
-    both samples (Cochran's rule). Expectations come from the reference proportions and
-    the sample sizes only, never from the window's counts, so pooling cannot bias the test.
+    """Merge neighbouring bins, in their fixed order, until each has an expected count
+    >= ``min_expected`` in both samples under H0 (Cochran's rule on the pooled
+    proportions). Bins are never reordered by their counts, which would bias the test.
     """
     n, m = ref.sum(), win.sum()
-    need = min_expected / min(n, m)  # proportion a pooled bin must reach
-    props = ref / n
+    need = min_expected / min(n, m)  # pooled proportion a bin must reach
+    props = (ref + win) / (n + m)
     groups = np.zeros(ref.size, dtype=np.int64)
     g, acc = 0, 0.0
     for i, p in enumerate(props):
@@ -208,10 +208,12 @@ def pool_bins(ref: np.ndarray, win: np.ndarray, min_expected: float = _MIN_EXPEC
         acc += p
         if acc >= need:
             g, acc = g + 1, 0.0
-    if acc and g > 0:  # a short last group joins the previous one
+    if g > 0 and (groups == g).any() and acc < need:  # a short last group joins the previous one
         groups[groups == g] = g - 1
     k = int(groups.max()) + 1
-    return np.bincount(groups, ref, minlength=k), np.bincount(groups, win, minlength=k)
+    r, w = np.bincount(groups, ref, minlength=k), np.bincount(groups, win, minlength=k)
+    keep = (r + w) > 0
+    return r[keep], w[keep]
 
 
 def psi(ref: np.ndarray, win: np.ndarray, key: tuple = (), nulls: NullCache | None = None, **_) -> DriftStat:

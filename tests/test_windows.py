@@ -1,0 +1,186 @@
+"""Windows numbered by the store, merged across workers, sealed by time, resilient to the
+store going away. Runs on SQLite, and on Postgres when VIGIL_TEST_POSTGRES_URL is set."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import numpy as np
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from models.registry import frame_to_columns
+from monitoring.evaluate import DriftConfig, WindowEvaluator
+from monitoring.monitor import MonitorItem
+from monitoring.store import Store
+from monitoring.validation import ValidatedBatch
+from monitoring.window import WindowManager
+from tests.support import synth
+
+PG = os.environ.get("VIGIL_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
+    not PG, reason="VIGIL_TEST_POSTGRES_URL not set (.ci/run sets it for the local Postgres)"))]
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'vigil.db'}" if request.param == "sqlite" else PG
+    s = Store(url)
+    yield s
+    s.dispose()
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return synth.reference(np.random.default_rng(0), 3000)
+
+
+class Clock:
+    def __init__(self, t: float = 1_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def items_from(schema, df, t: float, size: int):
+    num, codes = frame_to_columns(df, schema)
+    out = []
+    for i in range(0, len(df), size):
+        n = min(size, len(df) - i)
+        b = ValidatedBatch(n, num[i:i + n], codes[i:i + n], {}, None)
+        out.append(MonitorItem(uuid.uuid4().hex, t, b, np.zeros(n), None, None))
+    return out
+
+
+def manager(store, ref, model, clock=None, **kw):
+    schema, prof = ref
+    reports = []
+    kw.setdefault("window_rows", 500)
+    kw.setdefault("window_seconds", 3600)
+    m = WindowManager(store, model, prof, WindowEvaluator(schema, prof, DriftConfig()), task="regression",
+                      publish=reports.append, clock=clock or Clock(), flush_interval=0, **kw)
+    return m, reports
+
+
+def test_two_workers_fill_shared_windows_exactly(store, ref):
+    schema, prof = ref
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    rng = np.random.default_rng(1)
+    a, ra = manager(store, ref, model)
+    b, rb = manager(store, ref, model)
+    df = synth.frame(rng, 2500)
+    batches = items_from(schema, df, 1_000_000.0, 37)
+    for i, item in enumerate(batches):
+        (a if i % 2 else b).consume([item])
+    a.tick()
+    b.tick()
+    reports = sorted(ra + rb, key=lambda r: r.window_id)
+    assert [r.window_id for r in reports] == [0, 1, 2, 3, 4]  # each window evaluated exactly once
+    assert all(r.rows == 500 for r in reports)
+    records = store.windows(model)
+    assert [r.window_id for r in records] == [4, 3, 2, 1, 0] and all(r.report["complete"] for r in records)
+    assert sum(r.rows for r in records) == 2500  # no row lost or counted twice across workers
+
+
+def test_partials_merge_to_the_single_worker_counts(store, ref):
+    schema, prof = ref
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    a, _ = manager(store, ref, model, window_rows=1000)
+    b, _ = manager(store, ref, model, window_rows=1000)
+    df = synth.frame(np.random.default_rng(2), 600)
+    items = items_from(schema, df, 1_000_000.0, 50)
+    a.consume(items[::2])
+    b.consume(items[1::2])
+    from monitoring.profile import Profile
+
+    merged = prof.empty_like()
+    for p in store.partials(model, 0):
+        merged = merged.merge(Profile.from_dict(p.sketch))
+    direct = synth.window(schema, prof, df)
+    for name in synth.NUMERIC + synth.CATEGORICAL:
+        sk = merged.numeric.get(name) or merged.categorical[name]
+        dk = direct.numeric.get(name) or direct.categorical[name]
+        assert sk.counts.tolist() == dk.counts.tolist()
+
+
+def test_a_window_is_sealed_by_time(store, ref):
+    schema, _ = ref
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    clock = Clock()
+    m, reports = manager(store, ref, model, clock=clock, window_rows=1000, window_seconds=60)
+    m.consume(items_from(schema, synth.frame(np.random.default_rng(3), 120), clock.t, 40))
+    m.tick()
+    assert reports == []
+    clock.t += 61
+    m.tick()
+    assert len(reports) == 1 and reports[0].rows == 120 and reports[0].window_id == 0
+    assert store.windows(model)[0].rows_expected == 120
+    # the next rows start the next window
+    m.consume(items_from(schema, synth.frame(np.random.default_rng(4), 10), clock.t, 10))
+    assert m.state().open_windows == (1,)
+
+
+def test_store_outage_buffers_then_resumes(store, ref):
+    schema, _ = ref
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    m, reports = manager(store, ref, model, window_rows=200, max_pending_rows=300)
+    real = store.reserve_rows
+    down = {"on": True}
+
+    def flaky(*a, **kw):
+        if down["on"]:
+            raise OperationalError("reserve", {}, Exception("connection refused"))
+        return real(*a, **kw)
+
+    store.reserve_rows = flaky
+    rng = np.random.default_rng(5)
+    m.consume(items_from(schema, synth.frame(rng, 250), 1_000_000.0, 50))
+    st = m.state()
+    assert st.store_errors >= 1 and st.pending_rows == 250 and "OperationalError" in st.last_error
+    m.consume(items_from(schema, synth.frame(rng, 100), 1_000_000.0, 50))  # over the bound: dropped, counted
+    assert m.state().pending_rows == 300 and m.state().buffered_dropped_rows == 50
+    down["on"] = False
+    m.tick()
+    assert [r.window_id for r in reports] == [0] and reports[0].rows == 200
+    assert m.state().pending_rows == 0 and m.state().last_error is None
+
+
+def test_a_dead_workers_rows_do_not_block_forever(store, ref):
+    schema, _ = ref
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    clock = Clock()
+    m, reports = manager(store, ref, model, clock=clock, window_rows=100, stale_seconds=30)
+    store.reserve_rows(f"rows:{model}", 40)  # a worker reserved 40 rows and died before flushing
+    m.consume(items_from(schema, synth.frame(np.random.default_rng(6), 100), clock.t, 20))
+    m.tick()
+    assert reports == []  # window 0 waits for the missing 40 rows
+    clock.t += 31
+    m.tick()
+    assert [r.window_id for r in reports] == [0]
+    rec = store.windows(model)[-1]
+    assert rec.rows == 60 and rec.report["complete"] is False
+
+
+def test_history_survives_a_new_store_object(store, ref):
+    schema, _ = ref
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    m, _ = manager(store, ref, model, window_rows=100)
+    m.consume(items_from(schema, synth.frame(np.random.default_rng(7), 200), 1_000_000.0, 100))
+    again = Store(store.url)
+    assert [r.window_id for r in again.windows(model)] == [1, 0]
+    assert again.counter(f"rows:{model}") == 200
+    again.dispose()
+
+
+def test_rejections_are_counted_in_the_window(store, ref):
+    schema, _ = ref
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    m, reports = manager(store, ref, model, window_rows=50)
+    m.note_rejection("wrong_type")
+    m.note_rejection("wrong_type")
+    m.note_rejection("missing_feature")
+    m.consume(items_from(schema, synth.frame(np.random.default_rng(8), 50), 1_000_000.0, 50))
+    assert reports[0].rejected == {"wrong_type": 2, "missing_feature": 1}
