@@ -41,9 +41,13 @@ class ModelAdapter:
     predict_from_proba : bool
         Take labels as the argmax of ``predict_proba`` instead of a second call to
         ``predict``; registration sets it only when the two were seen to agree.
+    decision_threshold : float, optional
+        Binary classifiers: predict the second class when its probability is at least
+        this (the model's real decision rule, when it is not 0.5).
     """
 
-    def __init__(self, model: Any, schema: ModelSchema, predict_from_proba: bool = False):
+    def __init__(self, model: Any, schema: ModelSchema, predict_from_proba: bool = False,
+                 decision_threshold: float | None = None):
         self.model = model
         self.schema = schema
         self.has_proba = schema.task == "classification" and hasattr(model, "predict_proba")
@@ -53,6 +57,9 @@ class ModelAdapter:
             raise TypeError(f"model of type {type(model).__name__} has no predict() and is not callable")
         self._classes = np.asarray(schema.classes, dtype=object) if schema.classes else None
         self._class_index = {c: i for i, c in enumerate(schema.classes)}
+        if decision_threshold is not None and not (self.has_proba and len(schema.classes) == 2):
+            raise ValueError("a decision threshold applies only to binary classifiers with predict_proba")
+        self.decision_threshold = decision_threshold
 
     def model_input(self, batch: ValidatedBatch) -> Any:
         if self.schema.input_format == "array":
@@ -74,7 +81,9 @@ class ModelAdapter:
         proba = None
         if self.has_proba:
             proba = np.asarray(self.model.predict_proba(X), dtype=np.float64)
-        if self.predict_from_proba:
+        if self.decision_threshold is not None:
+            labels = self._classes[(proba[:, 1] >= self.decision_threshold).astype(int)]
+        elif self.predict_from_proba:
             labels = self._classes[proba.argmax(axis=1)]
         else:
             labels = np.asarray(self._call(X))

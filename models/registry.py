@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from monitoring.multivariate import PcaDetector
 from monitoring.performance import classification_metrics, regression_metrics
 from monitoring.profile import Profile, edges_from_sample
 from monitoring.schema import (CATEGORICAL, NUMERIC, TASKS, FeatureSpec, ModelSchema, infer_feature_specs)
@@ -301,11 +302,13 @@ def register(model_path: str | Path, reference: str | Path, target: str, *,
     if task == "regression":
         _, _, sp = predict_frame(X_sample)
         pred_edges = quantile_edges(sp.labels.astype(np.float64), 20)
-    profile = Profile.empty(schema, edges_from_sample(schema, numeric_sample), pred_edges)
+    detector = PcaDetector.fit(numeric_sample, seed=seed)
+    profile = Profile.empty(schema, edges_from_sample(schema, numeric_sample), pred_edges, detector=detector)
     for chunk in iter_frames(reference):
         numeric, codes, pred = predict_frame(chunk[feature_names])
         profile.update(numeric, codes, class_codes=pred.class_codes, proba=pred.proba,
-                       values=pred.labels.astype(np.float64) if task == "regression" else None)
+                       values=pred.labels.astype(np.float64) if task == "regression" else None,
+                       mv_errors=None if detector is None else detector.log_errors(numeric))
 
     # validation set (or in-sample fallback) and baseline metrics
     in_sample = validation is None
@@ -435,3 +438,29 @@ def read_schema(tag: str) -> ModelSchema:
     if not meta_path.is_file():
         raise RegistrationError(f"model {stored.tag} was not registered by Vigil (no {META_FILE})")
     return ModelSchema.from_dict(json.loads(meta_path.read_text())["schema"])
+
+
+def load_validation(loaded: LoadedModel):
+    """The stored validation rows as (y_true, y_pred, proba): class indices for classifiers
+    (matched by value, or by text where Parquet stored the labels as text), values for
+    regressors; proba None without probabilities."""
+    import pandas as pd
+
+    val = pd.read_parquet(loaded.path / VALIDATION_FILE)
+    schema = loaded.schema
+    target = schema.target
+    proba_cols = [c for c in val.columns if c.startswith("__proba_")]
+    proba = val[sorted(proba_cols, key=lambda c: int(c[8:-2]))].to_numpy(dtype=np.float64) if proba_cols else None
+    if schema.task == "classification":
+        by_value = {c: i for i, c in enumerate(schema.classes)}
+        by_text = {str(c): i for i, c in enumerate(schema.classes)}
+
+        def code(v):
+            v = _plain(v)
+            return by_value[v] if v in by_value else by_text.get(str(v), -1)
+
+        y_true = np.array([code(v) for v in val[target]], dtype=int)
+        y_pred = np.array([code(v) for v in val["__prediction__"]], dtype=int)
+        keep = (y_true >= 0) & (y_pred >= 0)
+        return y_true[keep], y_pred[keep], None if proba is None else proba[keep]
+    return (val[target].to_numpy(dtype=np.float64), val["__prediction__"].to_numpy(dtype=np.float64), None)

@@ -9,9 +9,10 @@ the OpenTelemetry SDK itself, not here.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -56,6 +57,18 @@ class Settings(BaseModel):
     instance_id_field: str | None = Field(
         None, description="Per-instance id field (e.g. transaction_id), kept but never passed to the model.")
     workers: int = Field(1, ge=1, le=64, description="Worker processes serving requests.")
+    privacy: dict[str, Literal["keep", "hash", "drop"]] = Field(
+        default_factory=dict, description="Per-feature rule for logged feature values: keep, hash or drop.")
+    privacy_salt: SecretStr = Field(SecretStr(""), description="Salt for hashed feature values.")
+    decision_threshold: float | None = Field(None, gt=0, lt=1,
+                                             description="Binary classifiers: predict the positive class at p >= this.")
+    max_feedback_items: int = Field(10_000, ge=1, description="Largest batch /feedback accepts.")
+    outcome_ttl_seconds: float = Field(30 * 24 * 3600, gt=0,
+                                       description="An outcome still unmatched after this long expires (counted).")
+    label_max_delay_seconds: float = Field(7 * 24 * 3600, gt=0,
+                                           description="A window's performance is final after this long...")
+    label_coverage_target: float = Field(0.95, gt=0, le=1, description="...or once this share of it is labelled.")
+    performance_interval: float = Field(5.0, gt=0, description="Seconds between performance scoring passes.")
     monitor_queue_batches: int = Field(4096, ge=1, description="Bound of the monitor hand-off queue.")
     system_metrics_interval: float = Field(5.0, gt=0, description="Seconds between system metric samples.")
     otel_export_timeout: float = Field(5.0, gt=0, description="Seconds an OTLP export may take before it is abandoned.")
@@ -107,6 +120,11 @@ def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         if key not in known:
             raise ConfigError(f"unknown environment variable {key}; allowed: {', '.join(sorted(known))}")
+        if known[key] == "privacy":  # a mapping: JSON in the environment
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ConfigError(f'{key} must be a JSON object, e.g. {{"ssn": "drop"}}') from None
         out[known[key]] = value
     return out
 

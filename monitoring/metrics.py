@@ -25,6 +25,7 @@ _ROW_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 ENDPOINTS = ("predict", "feedback", "monitoring", "admin", "other")
 OUTCOMES = (N.OUTCOME_OK, N.OUTCOME_CLIENT_ERROR, N.OUTCOME_SERVER_ERROR)
 SIGNALS = ("spans", "metrics", "logs")
+PERF_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mse", "rmse", "mae", "r2", "mape")
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,22 @@ DEFINITIONS: tuple[MetricDef, ...] = (
               multiprocess_mode="mostrecent"),
     MetricDef(N.M_WINDOW_ROWS, "gauge", "Rows in the last closed window.", "{row}", multiprocess_mode="mostrecent"),
     MetricDef(N.M_WINDOWS_CLOSED, "counter", "Monitoring windows evaluated."),
+    MetricDef(N.M_PERF_REALIZED, "gauge", "Realized performance of the last scored window.",
+              labels={N.L_METRIC: PERF_METRICS}, multiprocess_mode="mostrecent"),
+    MetricDef(N.M_PERF_ESTIMATED, "gauge", "Label-free (CBPE) estimate for the last scored window.",
+              labels={N.L_METRIC: PERF_METRICS}, multiprocess_mode="mostrecent"),
+    MetricDef(N.M_PERF_BAND_LOWER, "gauge", "Lower edge of the expected band at the window's label count.",
+              labels={N.L_METRIC: PERF_METRICS}, multiprocess_mode="mostrecent"),
+    MetricDef(N.M_PERF_BAND_UPPER, "gauge", "Upper edge of the expected band at the window's label count.",
+              labels={N.L_METRIC: PERF_METRICS}, multiprocess_mode="mostrecent"),
+    MetricDef(N.M_LABEL_COVERAGE, "gauge", "Share of the last scored window's predictions with an outcome.",
+              multiprocess_mode="mostrecent"),
+    MetricDef(N.M_LABEL_DELAY, "gauge", "Median label delay of the last scored window.", "s",
+              multiprocess_mode="mostrecent"),
+    MetricDef(N.M_FEEDBACK_OUTCOMES, "counter", "Outcomes received, by result.",
+              labels={N.L_RESULT: ("accepted", "duplicate", "pending", "rejected", "conflict", "unavailable")}),
+    MetricDef(N.M_OUTCOMES_EXPIRED, "counter", "Outcomes that never matched a prediction and expired."),
+    MetricDef(N.M_PREDICTIONS_LOGGED, "counter", "Predictions written to the prediction log.", "{row}"),
 )
 
 BY_NAME = {d.name: d for d in DEFINITIONS}
@@ -244,3 +261,22 @@ def publish_report(metrics: Metrics, report) -> None:
             metrics[N.M_PREDICTION_MEAN].set(p.mean)
         if p.variance is not None and p.variance == p.variance:
             metrics[N.M_PREDICTION_VARIANCE].set(p.variance)
+
+
+def publish_performance(metrics: Metrics, result: dict) -> None:
+    """Export one scored window (see :func:`monitoring.performance.window_performance`)."""
+    metrics[N.M_LABEL_COVERAGE].set(result["coverage"])
+    if result.get("label_delay_seconds"):
+        metrics[N.M_LABEL_DELAY].set(result["label_delay_seconds"]["p50"])
+    for k, v in (result.get("estimated") or {}).items():
+        if v.get("value") is not None:
+            metrics[N.M_PERF_ESTIMATED].set(v["value"], metric=k)
+    if result.get("status") == "insufficient labels":
+        return
+    for k, v in (result.get("realized") or {}).items():
+        if v is not None:
+            metrics[N.M_PERF_REALIZED].set(v, metric=k)
+    for k, (lo, hi) in (result.get("band") or {}).items():
+        if lo is not None and hi is not None:
+            metrics[N.M_PERF_BAND_LOWER].set(lo, metric=k)
+            metrics[N.M_PERF_BAND_UPPER].set(hi, metric=k)

@@ -67,6 +67,16 @@ M_PREDICTION_VARIANCE = "vigil.prediction.variance"
 M_WINDOW_ROWS = "vigil.window.rows"
 M_WINDOWS_CLOSED = "vigil.windows.closed"
 
+M_PERF_REALIZED = "vigil.performance.realized"
+M_PERF_ESTIMATED = "vigil.performance.estimated"
+M_PERF_BAND_LOWER = "vigil.performance.band.lower"
+M_PERF_BAND_UPPER = "vigil.performance.band.upper"
+M_LABEL_COVERAGE = "vigil.label.coverage"
+M_LABEL_DELAY = "vigil.label.delay.p50"
+M_FEEDBACK_OUTCOMES = "vigil.feedback.outcomes"
+M_OUTCOMES_EXPIRED = "vigil.feedback.expired"
+M_PREDICTIONS_LOGGED = "vigil.predictions.logged"
+
 # metric label keys (Prometheus-safe spelling of the attribute)
 L_ENDPOINT = "endpoint"
 L_OUTCOME = "outcome"
@@ -76,6 +86,8 @@ L_SIGNAL = "signal"
 L_GPU = "gpu"
 L_FEATURE = "feature"
 L_CLASS = "class"
+L_METRIC = "metric"
+L_RESULT = "result"
 
 #: label domains filled per model at start (values come from the model's schema, never requests)
 DOMAIN_FEATURES = "features"

@@ -50,3 +50,248 @@ def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict
         out["r2"] = float(skm.r2_score(y_true, y_pred))
     out["mape"] = float(skm.mean_absolute_percentage_error(y_true, y_pred))
     return out
+
+
+# -- per-window performance: realized, band, estimate ----------------------------------------
+
+import math  # noqa: E402
+import threading  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+from .drift import size_grid  # noqa: E402
+
+_UNIT_INTERVAL = frozenset(("accuracy", "precision", "recall", "f1", "roc_auc"))
+HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True,
+                    "log_loss": False, "mse": False, "rmse": False, "mae": False, "r2": True, "mape": False}
+
+
+@dataclass(frozen=True)
+class PerformanceConfig:
+    min_labels: int = 30
+    min_per_class: int = 5
+    band_sigmas: float = 3.0
+    bootstrap: int = 200
+    coverage_target: float = 0.95
+    max_label_delay: float = 7 * 24 * 3600.0
+    floors: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.min_labels < 1 or self.bootstrap < 20 or self.band_sigmas <= 0:
+            raise ValueError("min_labels >= 1, bootstrap >= 20 and band_sigmas > 0 are required")
+        for k in self.floors:
+            if k not in HIGHER_IS_BETTER:
+                raise ValueError(f"floor for unknown metric {k!r}; known: {', '.join(HIGHER_IS_BETTER)}")
+
+
+def _metrics(task: str, y_true, y_pred, proba, k: int) -> dict[str, float]:
+    if task == "classification":
+        return classification_metrics(list(y_true), list(y_pred), proba, list(range(k)))
+    return regression_metrics(y_true, y_pred)
+
+
+class Baseline:
+    """The validation set as the yardstick: baseline metrics and bootstrap bands at any size.
+
+    Parameters
+    ----------
+    y_true, y_pred : arrays
+        Class indices (classification) or values (regression) on the validation rows.
+    proba : array, optional
+        The model's probabilities on them.
+    """
+
+    def __init__(self, task: str, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, n_classes: int,
+                 in_sample: bool, config: PerformanceConfig | None = None, seed: int = 0):
+        self.task = task
+        self.y_true = np.asarray(y_true)
+        self.y_pred = np.asarray(y_pred)
+        self.proba = proba
+        self.k = n_classes
+        self.in_sample = in_sample
+        self.config = config or PerformanceConfig()
+        self.values = _metrics(task, self.y_true, self.y_pred, proba, n_classes)
+        self._seed = seed
+        self._bands: dict[int, dict[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def sd(self, n: int) -> dict[str, float]:
+        """Bootstrap standard deviation of each metric at ``n`` labelled rows (cached on a log grid)."""
+        g = size_grid(max(n, 2))
+        with self._lock:
+            hit = self._bands.get(g)
+        if hit is not None:
+            return hit
+        rng = np.random.default_rng([self._seed, g])
+        m = len(self.y_true)
+        draws: dict[str, list[float]] = {}
+        for _ in range(self.config.bootstrap):
+            idx = rng.integers(0, m, size=g)
+            vals = _metrics(self.task, self.y_true[idx], self.y_pred[idx],
+                            None if self.proba is None else self.proba[idx], self.k)
+            for key, v in vals.items():
+                draws.setdefault(key, []).append(v)
+        sd = {key: float(np.std(v, ddof=1)) for key, v in draws.items() if len(v) > 1}
+        with self._lock:
+            self._bands[g] = sd
+        return sd
+
+    def band(self, n: int) -> dict[str, tuple[float, float]]:
+        sd = self.sd(n)
+        s = self.config.band_sigmas
+        out = {}
+        for key, base in self.values.items():
+            if key in sd:
+                lo, hi = base - s * sd[key], base + s * sd[key]
+                if key in _UNIT_INTERVAL:
+                    lo, hi = max(lo, 0.0), min(hi, 1.0)
+                elif key != "r2":
+                    lo = max(lo, 0.0)
+                floor = self.config.floors.get(key)
+                if floor is not None:
+                    lo, hi = (max(lo, floor), hi) if HIGHER_IS_BETTER[key] else (lo, min(hi, floor))
+                out[key] = (lo, hi)
+        return out
+
+
+class Cbpe:
+    """Confidence-based performance estimation for classifiers with probabilities.
+
+    A calibrator per class (one-vs-rest; isotonic regression cross-fitted on the
+    validation labels, or Platt scaling below ``isotonic_min`` rows) maps the model's
+    probabilities to calibrated ones; a window's metrics are then estimated as their
+    expectation under labels drawn from the calibrated probabilities (with the model's
+    real decisions), and the spread of those draws is the standard error.
+
+    It assumes P(y | x) is unchanged: it sees covariate shift, never concept shift (when
+    the labels themselves change meaning, the estimate stays flat while reality drops).
+    """
+
+    def __init__(self, y_true: np.ndarray, proba: np.ndarray, isotonic_min: int = 1000, draws: int = 100,
+                 seed: int = 0):
+        from sklearn.isotonic import IsotonicRegression
+        from sklearn.linear_model import LogisticRegression
+
+        y = np.asarray(y_true, dtype=int)
+        self.k = proba.shape[1]
+        self.draws = draws
+        self.seed = seed
+        self.method = "isotonic" if len(y) >= isotonic_min else "platt"
+        self._cal = []
+        for c in range(self.k):
+            target = (y == c).astype(int)
+            s = proba[:, c]
+            if target.min() == target.max():
+                self._cal.append(("const", float(target[0])))
+            elif self.method == "isotonic":
+                self._cal.append(("iso", IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(s, target)))
+            else:
+                self._cal.append(("platt", LogisticRegression().fit(_logit(s)[:, None], target)))
+
+    def calibrate(self, proba: np.ndarray) -> np.ndarray:
+        cols = []
+        for c, (kind, cal) in enumerate(self._cal):
+            s = proba[:, c]
+            if kind == "const":
+                cols.append(np.full(len(s), cal))
+            elif kind == "iso":
+                cols.append(cal.predict(s))
+            else:
+                cols.append(cal.predict_proba(_logit(s)[:, None])[:, 1])
+        q = np.clip(np.column_stack(cols), 1e-9, None)
+        return q / q.sum(axis=1, keepdims=True)
+
+    def estimate(self, y_pred: np.ndarray, proba: np.ndarray) -> dict[str, tuple[float, float]]:
+        """{metric: (estimate, standard error)} for accuracy, precision, recall, f1, roc_auc."""
+        q = self.calibrate(proba)
+        n = len(y_pred)
+        rng = np.random.default_rng([self.seed, n])
+        cum = q.cumsum(axis=1)
+        draws = max(20, min(self.draws, int(2e6 // max(n, 1))))
+        vals: dict[str, list[float]] = {}
+        for _ in range(draws):
+            y = (rng.random((n, 1)) > cum).sum(axis=1)
+            y = np.minimum(y, self.k - 1)
+            m = classification_metrics(list(y), list(y_pred), proba, list(range(self.k)))
+            for key in ("accuracy", "precision", "recall", "f1", "roc_auc"):
+                if key in m:
+                    vals.setdefault(key, []).append(m[key])
+        return {k: (float(np.mean(v)), float(np.std(v, ddof=1))) for k, v in vals.items() if len(v) > 1}
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def window_performance(task: str, window_id: int, data: dict, baseline: Baseline | None, cbpe: Cbpe | None,
+                       config: PerformanceConfig, n_classes: int, now: float, window_end: float | None) -> dict:
+    """Everything ``GET /monitoring/performance`` shows for one window (JSON-ready)."""
+    n = int(data["n"])
+    lab = data["labelled"]
+    labelled = int(lab.sum())
+    out: dict = {"window_id": window_id, "predictions": n, "labelled": labelled,
+                 "coverage": labelled / n if n else 0.0}
+    delays = (data["observed_at"][lab] - data["predicted_at"][lab]) if labelled else np.zeros(0)
+    out["label_delay_seconds"] = ({"p50": float(np.median(delays)), "p90": float(np.quantile(delays, 0.9)),
+                                   "max": float(delays.max())} if labelled else None)
+    ended = window_end if window_end is not None else (float(np.nanmax(data["predicted_at"])) if n else now)
+    out["final"] = bool(out["coverage"] >= config.coverage_target or now - ended >= config.max_label_delay)
+    proba = None
+    if task == "classification" and n and all(p is not None for p in data["proba"]):
+        proba = np.frombuffer(b"".join(data["proba"]), dtype=np.float32).reshape(n, -1).astype(np.float64)
+        proba /= proba.sum(axis=1, keepdims=True)  # stored as float32: renormalise the rounding away
+    # estimate (no labels needed)
+    if cbpe is not None and proba is not None and n:
+        est = cbpe.estimate(data["pred_code"].astype(int), proba)
+        out["estimated"] = {k: {"value": v, "se": se} for k, (v, se) in est.items()}
+    # realized
+    status = "ok"
+    if task == "classification":
+        y_true, y_pred = data["true_code"][lab].astype(int), data["pred_code"][lab].astype(int)
+        per_class = np.bincount(y_true, minlength=n_classes) if labelled else np.zeros(n_classes, int)
+        present = per_class[per_class > 0]
+        if labelled < config.min_labels or (present.size and present.min() < config.min_per_class) \
+                or present.size < min(2, n_classes):
+            status = "insufficient labels"
+    else:
+        y_true, y_pred = data["true_value"][lab], data["pred_value"][lab]
+        if labelled < config.min_labels:
+            status = "insufficient labels"
+    if labelled:
+        p = None if proba is None else proba[lab]
+        realized = _metrics(task, y_true, y_pred, p, n_classes)
+        out["realized"] = realized
+    else:
+        realized = {}
+        out["realized"] = None
+    if baseline is not None and labelled >= 2:
+        band = baseline.band(labelled)
+        out["baseline"] = baseline.values
+        out["band"] = {k: list(v) for k, v in band.items()}
+        if status == "ok":
+            outside = {}
+            for k, (lo, hi) in band.items():
+                if k in realized:
+                    v = realized[k]
+                    outside[k] = "below" if v < lo else "above" if v > hi else "within"
+            out["band_status"] = outside
+            worse = [k for k, s in outside.items() if (s == "below") == HIGHER_IS_BETTER[k] and s != "within"]
+            out["degraded"] = worse
+    if baseline is not None and baseline.in_sample:
+        status = "in-sample baseline" if status == "ok" else status
+    out["status"] = status
+    out["alerting"] = bool(status == "ok" and baseline is not None and not baseline.in_sample)
+    out["computed_at"] = now
+    return _finite(out)
+
+
+def _finite(v):
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    if isinstance(v, np.generic):
+        return _finite(v.item())
+    return v

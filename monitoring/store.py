@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import (BigInteger, Column, Float, Integer, MetaData, String, Table, Text, and_, create_engine,
-                        delete, event, func, insert, select, update)
+from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table,
+                        Text, and_, create_engine, delete, event, func, insert, or_, select, update)
 from sqlalchemy.engine import Engine
+from sqlalchemy import tuple_
 from sqlalchemy.exc import IntegrityError
 
 SCHEMA_VERSION = 1
@@ -74,6 +75,56 @@ window_results = Table(
 )
 
 
+predictions = Table(
+    "vigil_predictions", metadata,
+    Column("model", String(300), primary_key=True),
+    Column("request_id", String(64), primary_key=True),
+    Column("row_index", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("window_id", BigInteger, nullable=False),
+    Column("predicted_at", Float, nullable=False),
+    Column("client_request_id", String(256)),
+    Column("instance_id", String(256)),
+    Column("class_code", Integer),       # classifiers: index into the model's classes
+    Column("value", Float),              # regressors: the prediction
+    Column("proba", LargeBinary),        # classifiers: float32 probabilities
+    Column("trace_id", String(32)),
+    Column("features", Text),            # sampled (VIGIL_LOG_SAMPLE_RATE), privacy rules applied
+)
+Index("ix_vigil_predictions_window", predictions.c.model, predictions.c.window_id)
+Index("ix_vigil_predictions_instance", predictions.c.model, predictions.c.instance_id)
+Index("ix_vigil_predictions_client", predictions.c.model, predictions.c.client_request_id, predictions.c.row_index)
+Index("ix_vigil_predictions_time", predictions.c.model, predictions.c.predicted_at)
+
+outcomes = Table(
+    "vigil_outcomes", metadata,
+    Column("model", String(300), primary_key=True),
+    Column("okey", String(600), primary_key=True),    # the key as posted: r:<id>:<i> | i:<id> | c:<id>:<i>
+    Column("class_code", Integer),
+    Column("value", Float),
+    Column("observed_at", Float, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("request_id", String(64)),                 # the prediction it answers, once known
+    Column("row_index", Integer),
+    Column("window_id", BigInteger),                  # the prediction's window, once matched
+    Column("matched", Boolean, nullable=False, default=False),
+    Column("expired", Boolean, nullable=False, default=False),
+)
+Index("ix_vigil_outcomes_window", outcomes.c.model, outcomes.c.window_id)
+Index("ix_vigil_outcomes_pred", outcomes.c.model, outcomes.c.request_id, outcomes.c.row_index)
+Index("ix_vigil_outcomes_pending", outcomes.c.model, outcomes.c.matched, outcomes.c.expired)
+
+performance = Table(
+    "vigil_performance", metadata,
+    Column("model", String(300), primary_key=True),
+    Column("window_id", BigInteger, primary_key=True),
+    Column("computed_at", Float, nullable=False),
+    Column("final", Boolean, nullable=False),
+    Column("labelled", BigInteger, nullable=False),
+    Column("result", Text, nullable=False),
+)
+
+
 @dataclass(frozen=True)
 class Partial:
     worker: str
@@ -111,7 +162,268 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock up front: no upgrade deadlocks
 
 
-class Store:
+# -- prediction log, outcomes, performance ---------------------------------------------------
+
+@dataclass(frozen=True)
+class OutcomeIn:
+    """One outcome to store. ``okey`` is the key as posted; exactly one of the key parts is set."""
+
+    okey: str
+    class_code: int | None
+    value: float | None
+    observed_at: float
+    request_id: str | None = None
+    row_index: int | None = None
+    instance_id: str | None = None
+    client_request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicate: int
+    pending: int
+
+
+class OutcomeConflict(ValueError):
+    """Some outcomes contradict ones already stored (or each other); nothing was written.
+    ``conflicts`` holds (position in the batch, message)."""
+
+    def __init__(self, conflicts: list[tuple[int, str]]):
+        self.conflicts = conflicts
+        super().__init__(f"{len(conflicts)} outcome(s) conflict with stored ones")
+
+
+_CHUNK = 400
+
+
+def _chunks(seq, n=_CHUNK):
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+def _same(a_code, a_val, b_code, b_val) -> bool:
+    if a_code is not None or b_code is not None:
+        return a_code == b_code
+    return a_val == b_val
+
+
+class _PredictionLog:
+    """Mixin: the prediction/outcome/performance methods of :class:`Store`."""
+
+    engine: Engine
+
+    def log_predictions(self, rows: list[dict[str, Any]]) -> None:
+        """Insert prediction rows (one transaction); a row already logged is skipped."""
+        if not rows:
+            return
+        with self.engine.begin() as c:
+            for part in _chunks(rows, 1000):
+                try:
+                    with c.begin_nested():
+                        c.execute(insert(predictions), part)
+                except IntegrityError:  # a retried flush: insert the ones not there yet
+                    keys = {(r["request_id"], r["row_index"]) for r in part}
+                    have = set(c.execute(select(predictions.c.request_id, predictions.c.row_index).where(and_(
+                        predictions.c.model == part[0]["model"],
+                        tuple_(predictions.c.request_id, predictions.c.row_index).in_(list(keys))))).all())
+                    rest = [r for r in part if (r["request_id"], r["row_index"]) not in have]
+                    if rest:
+                        c.execute(insert(predictions), rest)
+
+    def _resolve(self, c, model: str, items: list[OutcomeIn]) -> dict[str, tuple[str, int, int]]:
+        """Map okey -> (request_id, row_index, window_id) for outcomes whose prediction is logged."""
+        out: dict[str, tuple[str, int, int]] = {}
+        by_req = [i for i in items if i.request_id is not None]
+        by_inst = [i for i in items if i.instance_id is not None]
+        by_client = [i for i in items if i.client_request_id is not None]
+        cols = (predictions.c.request_id, predictions.c.row_index, predictions.c.window_id)
+        for part in _chunks(by_req):
+            found = {(r[0], r[1]): r for r in c.execute(select(*cols).where(and_(
+                predictions.c.model == model,
+                tuple_(predictions.c.request_id, predictions.c.row_index).in_(
+                    [(i.request_id, i.row_index) for i in part]))))}
+            for i in part:
+                if (i.request_id, i.row_index) in found:
+                    out[i.okey] = tuple(found[(i.request_id, i.row_index)])
+        for part in _chunks(by_inst):
+            rows = c.execute(select(predictions.c.instance_id, *cols).where(and_(
+                predictions.c.model == model, predictions.c.instance_id.in_([i.instance_id for i in part])))
+                .order_by(predictions.c.predicted_at)).all()
+            latest = {r[0]: tuple(r[1:]) for r in rows}  # the most recent prediction for the id wins
+            for i in part:
+                if i.instance_id in latest:
+                    out[i.okey] = latest[i.instance_id]
+        for part in _chunks(by_client):
+            rows = c.execute(select(predictions.c.client_request_id, *cols).where(and_(
+                predictions.c.model == model,
+                tuple_(predictions.c.client_request_id, predictions.c.row_index).in_(
+                    [(i.client_request_id, i.row_index) for i in part])))
+                .order_by(predictions.c.predicted_at)).all()
+            latest = {(r[0], r[2]): tuple(r[1:]) for r in rows}
+            for i in part:
+                if (i.client_request_id, i.row_index) in latest:
+                    out[i.okey] = latest[(i.client_request_id, i.row_index)]
+        return out
+
+    def ingest_outcomes(self, model: str, items: list[OutcomeIn], now: float) -> IngestResult:
+        """Store a batch of outcomes atomically: all or nothing. Re-sent outcomes count as
+        duplicates; an outcome that contradicts a stored one (or another in the batch)
+        raises :class:`OutcomeConflict` and nothing is written. Committed on return."""
+        conflicts: list[tuple[int, str]] = []
+        first: dict[str, int] = {}
+        for pos, it in enumerate(items):
+            if it.okey in first:
+                prev = items[first[it.okey]]
+                if not _same(prev.class_code, prev.value, it.class_code, it.value):
+                    conflicts.append((pos, f"contradicts item {first[it.okey]} of this batch"))
+            else:
+                first[it.okey] = pos
+        if conflicts:
+            raise OutcomeConflict(conflicts)
+        unique = [items[p] for p in first.values()]
+        with self.engine.begin() as c:
+            existing: dict[str, tuple] = {}
+            for part in _chunks([i.okey for i in unique]):
+                for r in c.execute(select(outcomes.c.okey, outcomes.c.class_code, outcomes.c.value).where(and_(
+                        outcomes.c.model == model, outcomes.c.okey.in_(part)))):
+                    existing[r[0]] = (r[1], r[2])
+            new = []
+            dup = 0
+            for it in unique:
+                if it.okey in existing:
+                    code, val = existing[it.okey]
+                    if _same(code, val, it.class_code, it.value):
+                        dup += 1
+                    else:
+                        conflicts.append((first[it.okey], "contradicts the outcome already stored for this prediction"))
+                else:
+                    new.append(it)
+            dup += len(items) - len(unique)
+            if conflicts:
+                raise OutcomeConflict(conflicts)
+            resolved = self._resolve(c, model, new)
+            rows = []
+            for it in new:
+                hit = resolved.get(it.okey)
+                rows.append(dict(model=model, okey=it.okey, class_code=it.class_code, value=it.value,
+                                 observed_at=it.observed_at, received_at=now,
+                                 request_id=hit[0] if hit else it.request_id,
+                                 row_index=hit[1] if hit else it.row_index,
+                                 window_id=hit[2] if hit else None, matched=hit is not None, expired=False))
+            for part in _chunks(rows, 1000):
+                c.execute(insert(outcomes), part)
+        return IngestResult(accepted=len(new), duplicate=dup, pending=sum(1 for r in rows if not r["matched"]))
+
+    def match_pending(self, model: str, expire_before: float, limit: int = 5000) -> tuple[int, int]:
+        """Join outcomes that arrived before their prediction; expire the too old.
+        Returns (matched, expired)."""
+        with self.engine.begin() as c:
+            rows = c.execute(select(outcomes.c.okey, outcomes.c.received_at).where(and_(
+                outcomes.c.model == model, outcomes.c.matched.is_(False), outcomes.c.expired.is_(False)))
+                .limit(limit)).all()
+            if not rows:
+                return 0, 0
+            items = [_parse_okey(r[0]) for r in rows]
+            resolved = self._resolve(c, model, [i for i in items if i is not None])
+            matched = expired = 0
+            for (okey, received), it in zip(rows, items):
+                hit = resolved.get(okey)
+                if hit is not None:
+                    c.execute(update(outcomes).where(and_(outcomes.c.model == model, outcomes.c.okey == okey))
+                              .values(request_id=hit[0], row_index=hit[1], window_id=hit[2], matched=True))
+                    matched += 1
+                elif received < expire_before:
+                    c.execute(update(outcomes).where(and_(outcomes.c.model == model, outcomes.c.okey == okey))
+                              .values(expired=True))
+                    expired += 1
+            return matched, expired
+
+    def outcome_counts(self, model: str) -> dict[str, int]:
+        with self.engine.connect() as c:
+            rows = c.execute(select(outcomes.c.matched, outcomes.c.expired, func.count()).where(
+                outcomes.c.model == model).group_by(outcomes.c.matched, outcomes.c.expired)).all()
+        out = {"matched": 0, "pending": 0, "expired": 0}
+        for matched, exp, n in rows:
+            out["matched" if matched else "expired" if exp else "pending"] += int(n)
+        return out
+
+    def windows_to_score(self, model: str) -> list[tuple[int, float, int]]:
+        """(window_id, newest outcome received_at, labelled rows) for windows with outcomes."""
+        with self.engine.connect() as c:
+            return [(int(w), float(t), int(n)) for w, t, n in c.execute(
+                select(outcomes.c.window_id, func.max(outcomes.c.received_at), func.count()).where(and_(
+                    outcomes.c.model == model, outcomes.c.matched.is_(True))).group_by(outcomes.c.window_id))]
+
+    def window_predictions(self, model: str, window_id: int) -> dict[str, Any]:
+        """Every prediction of a window, with its outcome where one is matched (columnar)."""
+        import numpy as np
+
+        j = predictions.outerjoin(outcomes, and_(outcomes.c.model == predictions.c.model,
+                                                 outcomes.c.request_id == predictions.c.request_id,
+                                                 outcomes.c.row_index == predictions.c.row_index,
+                                                 outcomes.c.matched.is_(True)))
+        q = select(predictions.c.class_code, predictions.c.value, predictions.c.proba, predictions.c.predicted_at,
+                   outcomes.c.class_code, outcomes.c.value, outcomes.c.observed_at, outcomes.c.okey).select_from(j) \
+            .where(and_(predictions.c.model == model, predictions.c.window_id == window_id))
+        with self.engine.connect() as c:
+            rows = c.execute(q).all()
+        n = len(rows)
+        cols = list(zip(*rows)) if rows else [()] * 8
+        f = lambda col: np.array([np.nan if v is None else v for v in col], dtype=np.float64)  # noqa: E731
+        return {"n": n, "pred_code": f(cols[0]), "pred_value": f(cols[1]), "proba": list(cols[2]),
+                "predicted_at": f(cols[3]), "true_code": f(cols[4]), "true_value": f(cols[5]),
+                "observed_at": f(cols[6]), "labelled": np.array([k is not None for k in cols[7]], dtype=bool)}
+
+    def save_performance(self, model: str, window_id: int, result: dict[str, Any], final: bool, labelled: int,
+                         now: float) -> None:
+        with self.engine.begin() as c:
+            vals = dict(computed_at=now, final=final, labelled=labelled, result=json.dumps(result))
+            res = c.execute(update(performance).where(and_(performance.c.model == model,
+                                                           performance.c.window_id == window_id)).values(**vals))
+            if res.rowcount == 0:
+                try:
+                    with c.begin_nested():
+                        c.execute(insert(performance).values(model=model, window_id=window_id, **vals))
+                except IntegrityError:
+                    c.execute(update(performance).where(and_(performance.c.model == model,
+                                                             performance.c.window_id == window_id)).values(**vals))
+
+    def performance_state(self, model: str) -> dict[int, tuple[float, bool]]:
+        with self.engine.connect() as c:
+            return {int(w): (float(t), bool(f)) for w, t, f in c.execute(
+                select(performance.c.window_id, performance.c.computed_at, performance.c.final)
+                .where(performance.c.model == model))}
+
+    def performance_windows(self, model: str, limit: int = 50) -> list[dict[str, Any]]:
+        with self.engine.connect() as c:
+            rows = c.execute(select(performance.c.result).where(performance.c.model == model)
+                             .order_by(performance.c.window_id.desc()).limit(limit)).all()
+        return [json.loads(r[0]) for r in rows]
+
+    def window_prediction_count(self, model: str, window_id: int) -> int:
+        with self.engine.connect() as c:
+            return int(c.execute(select(func.count()).select_from(predictions).where(and_(
+                predictions.c.model == model, predictions.c.window_id == window_id))).scalar() or 0)
+
+
+def _parse_okey(okey: str) -> OutcomeIn | None:
+    kind, _, rest = okey.partition(":")
+    try:
+        if kind == "r":
+            rid, _, idx = rest.rpartition(":")
+            return OutcomeIn(okey, None, None, 0.0, request_id=rid, row_index=int(idx))
+        if kind == "i":
+            return OutcomeIn(okey, None, None, 0.0, instance_id=rest)
+        if kind == "c":
+            cid, _, idx = rest.rpartition(":")
+            return OutcomeIn(okey, None, None, 0.0, client_request_id=cid, row_index=int(idx))
+    except ValueError:
+        return None
+    return None
+
+
+class Store(_PredictionLog):
     """Create with a SQLAlchemy URL; tables are created if absent."""
 
     def __init__(self, url: str, connect_timeout: float = 5.0):

@@ -68,7 +68,8 @@ class WindowManager:
     def __init__(self, store: Store, model: str, reference: Profile, evaluator: WindowEvaluator, *,
                  window_rows: int, window_seconds: float, task: str, publish: Callable[[WindowReport], None] | None = None,
                  metrics=None, max_pending_rows: int = 100_000, flush_interval: float = 0.5,
-                 stale_seconds: float | None = None, worker: str | None = None, clock: Callable[[], float] = time.time):
+                 stale_seconds: float | None = None, worker: str | None = None, clock: Callable[[], float] = time.time,
+                 prediction_log: "PredictionLogger | None" = None, after_tick: Callable[[], None] | None = None):
         if window_rows < 1 or window_seconds <= 0:
             raise ValueError("window_rows must be >= 1 and window_seconds > 0")
         self.store = store
@@ -98,6 +99,10 @@ class WindowManager:
         self._evaluated = 0
         self._current = 0
         self._state_lock = threading.Lock()
+        self.prediction_log = prediction_log
+        self.after_tick = after_tick
+        self._log_rows: deque[dict] = deque()
+        self._log_dropped = 0
 
     # -- called from the request path (cheap, thread-safe) -----------------------------
     def note_rejection(self, kind: str) -> None:
@@ -119,6 +124,8 @@ class WindowManager:
 
     def tick(self) -> None:
         self.flush()
+        if self.after_tick is not None:
+            self.after_tick()
 
     # -- the work ------------------------------------------------------------------------
     def flush(self) -> None:
@@ -126,6 +133,7 @@ class WindowManager:
         self._last_flush = now
         try:
             self._assign(now)
+            self._write_log()
             self._write_partials(now)
             self._seal_if_old(now)
             self._evaluate_ready(now)
@@ -160,6 +168,15 @@ class WindowManager:
         else:
             class_codes = proba = None
             values = np.concatenate([np.asarray(i.labels, dtype=np.float64) for i in items])
+        if self.prediction_log is not None:
+            rows = self.prediction_log.rows(items, start, self.window_rows)
+            room = self.max_pending_rows - len(self._log_rows)
+            if len(rows) > room:  # the log buffer is bounded too: drop the excess, counted
+                self._log_dropped += len(rows) - max(room, 0)
+                if self.metrics is not None:
+                    self.metrics[N.M_MONITOR_DROPPED].add(len(rows) - max(room, 0))
+                rows = rows[:max(room, 0)]
+            self._log_rows.extend(rows)
         seq = start
         end = start + total
         while seq < end:
@@ -179,6 +196,15 @@ class WindowManager:
             win.dirty = True
             seq = stop
         self._current = max(self._current, (end - 1) // self.window_rows)
+
+    def _write_log(self) -> None:
+        if not self._log_rows:
+            return
+        rows = list(self._log_rows)
+        self.store.log_predictions(rows)
+        self._log_rows.clear()
+        if self.metrics is not None:
+            self.metrics[N.M_PREDICTIONS_LOGGED].add(len(rows))
 
     def _write_partials(self, now: float) -> None:
         with self._rejected_lock:
@@ -247,5 +273,81 @@ class WindowManager:
             self._open.pop(wid, None)
 
     def state(self) -> WindowState:
-        return WindowState(self._pending_rows, tuple(sorted(self._open)), self._dropped, self._store_errors,
-                           self._last_error, self._evaluated)
+        return WindowState(self._pending_rows + len(self._log_rows), tuple(sorted(self._open)),
+                           self._dropped + self._log_dropped, self._store_errors, self._last_error, self._evaluated)
+
+
+class PredictionLogger:
+    """Builds prediction-log rows: ids, time, window, prediction, probabilities, trace id,
+    and (for a sampled share of rows) the feature values after the privacy rules
+    (``keep``, ``hash``: salted SHA-256, ``drop``)."""
+
+    def __init__(self, model: str, schema, sample_rate: float = 1.0, privacy: dict[str, str] | None = None,
+                 salt: str = "", seed: int | None = None):
+        if not 0 <= sample_rate <= 1:
+            raise ValueError(f"sample_rate must be in [0, 1]; got {sample_rate}")
+        privacy = dict(privacy or {})
+        bad = {k: v for k, v in privacy.items() if v not in ("keep", "hash", "drop")}
+        if bad:
+            raise ValueError(f"privacy rules must be keep, hash or drop; got {bad}")
+        unknown = sorted(set(privacy) - set(schema.names))
+        if unknown:
+            raise ValueError(f"privacy rules name unknown feature(s): {', '.join(unknown)}")
+        self.model = model
+        self.schema = schema
+        self.sample_rate = sample_rate
+        self.privacy = privacy
+        self.salt = salt
+        self._rng = np.random.default_rng(seed)
+        self._num = [f.name for f in schema.numeric]
+        self._cat = [f.name for f in schema.categorical]
+
+    def _value(self, name: str, v):
+        rule = self.privacy.get(name, "keep")
+        if rule == "keep":
+            return v
+        import hashlib
+
+        return hashlib.sha256(f"{self.salt}|{v}".encode()).hexdigest()[:16]
+
+    def features(self, item: MonitorItem, i: int) -> str:
+        import json
+        import math
+
+        out = {}
+        for j, name in enumerate(self._num):
+            if self.privacy.get(name) == "drop":
+                continue
+            v = float(item.batch.numeric[i, j])
+            out[name] = None if math.isnan(v) else self._value(name, v)
+        for name in self._cat:
+            if self.privacy.get(name) == "drop":
+                continue
+            v = item.batch.categorical[name][i] if name in item.batch.categorical else None
+            v = None if (v is None or (isinstance(v, float) and math.isnan(v))) else v
+            out[name] = None if v is None else self._value(name, v.item() if hasattr(v, "item") else v)
+        return json.dumps(out)
+
+    def rows(self, items: Sequence[MonitorItem], start: int, window_rows: int) -> list[dict]:
+        rows = []
+        seq = start
+        classification = self.schema.task == "classification"
+        for item in items:
+            sampled = self._rng.random(item.n_rows) < self.sample_rate if self.sample_rate < 1 else None
+            ids = item.batch.instance_ids
+            proba32 = item.proba.astype(np.float32) if item.proba is not None else None
+            for i in range(item.n_rows):
+                keep = sampled is None or sampled[i]
+                rows.append({
+                    "model": self.model, "request_id": item.request_id, "row_index": i, "seq": seq,
+                    "window_id": seq // window_rows, "predicted_at": item.received_at,
+                    "client_request_id": item.client_request_id,
+                    "instance_id": None if ids is None or ids[i] is None else str(ids[i]),
+                    "class_code": int(item.class_codes[i]) if classification and item.class_codes is not None else None,
+                    "value": None if classification else float(item.labels[i]),
+                    "proba": proba32[i].tobytes() if proba32 is not None else None,
+                    "trace_id": item.trace_id,
+                    "features": self.features(item, i) if (keep and self.sample_rate > 0) else None,
+                })
+                seq += 1
+        return rows

@@ -48,6 +48,34 @@ class PredictResponse(BaseModel):
     probabilities: list[list[float]] | None = Field(None, description="Per-row class probabilities.")
 
 
+class FeedbackResponse(BaseModel):
+    accepted: int = Field(description="Outcomes newly stored (committed), matched or not yet.")
+    duplicate: int = Field(description="Outcomes already stored with the same value (re-sends).")
+    pending: int = Field(description="Of the accepted, those whose prediction is not logged yet (joined later).")
+
+
+def _outcome_value_schema() -> dict[str, Any]:
+    if SCHEMA.task == "classification":
+        return {"enum": list(SCHEMA.classes), "description": "the true class"}
+    return {"type": "number", "description": "the true value"}
+
+
+_OUTCOME_ITEM = {
+    "type": "object",
+    "properties": {
+        "request_id": {"type": "string", "description": "request_id returned by /predict"},
+        "index": {"type": "integer", "minimum": 0, "description": "row in that request's batch"},
+        "instance_id": {"type": ["string", "integer"], "description": "your per-instance id (VIGIL_INSTANCE_ID_FIELD)"},
+        "client_request_id": {"type": "string", "description": "the X-Request-ID you sent with /predict"},
+        "outcome": _outcome_value_schema(),
+        "observed_at": {"type": ["number", "string"], "description": "epoch seconds or ISO-8601; default: now"},
+    },
+    "required": ["outcome"],
+    "additionalProperties": False,
+}
+_OUTCOMES_SCHEMA = {"type": "array", "minItems": 1, "maxItems": SETTINGS.max_feedback_items, "items": _OUTCOME_ITEM}
+
+
 class _Runtime:
     """What the middleware needs from the live service (set once __init__ has run)."""
 
@@ -84,9 +112,19 @@ class MonitoredModel:
         from monitoring.validation import Validator
         from monitoring.window import WindowManager
 
+        from models.adapters import ModelAdapter
+        from models.registry import load_validation
+        from monitoring.metrics import publish_performance
+        from monitoring.performance import Baseline, Cbpe, PerformanceConfig
+        from monitoring.tracker import PerformanceTracker
+        from monitoring.window import PredictionLogger
+
         self.settings = SETTINGS
         self.loaded = load(self.stored_model)
         self.schema = self.loaded.schema
+        if SETTINGS.decision_threshold is not None:
+            self.loaded.adapter = ModelAdapter(self.loaded.adapter.model, self.schema,
+                                               decision_threshold=SETTINGS.decision_threshold)
         self.tracer = TELEMETRY.tracer()
         self.metrics = Metrics(meter=TELEMETRY.meter(), domains={
             N.DOMAIN_FEATURES: self.schema.names, N.DOMAIN_CLASSES: [str(c) for c in self.schema.classes]})
@@ -95,10 +133,26 @@ class MonitoredModel:
         self.store = Store(SETTINGS.resolved_store_url)
         self.evaluator = WindowEvaluator(self.schema, self.loaded.profile, DriftConfig(
             alpha=SETTINGS.drift_alpha, effect_floor=SETTINGS.drift_effect_floor, min_rows=SETTINGS.window_min_rows))
+        y_true, y_pred, proba = load_validation(self.loaded)
+        if SETTINGS.decision_threshold is not None and proba is not None:
+            y_pred = (proba[:, 1] >= SETTINGS.decision_threshold).astype(int)
+        k = len(self.schema.classes)
+        pconf = PerformanceConfig(coverage_target=SETTINGS.label_coverage_target,
+                                  max_label_delay=SETTINGS.label_max_delay_seconds)
+        self.baseline = Baseline(self.schema.task, y_true, y_pred, proba, k, self.loaded.in_sample, pconf)
+        cbpe = (Cbpe(y_true, proba) if self.schema.task == "classification" and proba is not None
+                and len(set(y_true.tolist())) > 1 else None)
+        self.tracker = PerformanceTracker(
+            self.store, self.loaded.tag, self.schema.task, k, self.baseline, cbpe, pconf,
+            interval=SETTINGS.performance_interval, outcome_ttl=SETTINGS.outcome_ttl_seconds, metrics=self.metrics,
+            publish=lambda result: publish_performance(self.metrics, result))
         self.windows = WindowManager(
             self.store, self.loaded.tag, self.loaded.profile, self.evaluator, window_rows=SETTINGS.window_rows,
             window_seconds=SETTINGS.window_seconds, task=self.schema.task, metrics=self.metrics,
-            publish=lambda report: publish_report(self.metrics, report))
+            publish=lambda report: publish_report(self.metrics, report),
+            prediction_log=PredictionLogger(self.loaded.tag, self.schema, SETTINGS.log_sample_rate, SETTINGS.privacy,
+                                            SETTINGS.privacy_salt.get_secret_value()),
+            after_tick=self.tracker.tick)
         self.queue = MonitorQueue(self.windows, SETTINGS.monitor_queue_batches, self.metrics).start()
         self.system = SystemSampler(self.metrics, SETTINGS.system_metrics_interval).start()
         self._model_attrs = {N.ATTR_MODEL_NAME: self.loaded.name, N.ATTR_MODEL_VERSION: self.loaded.version}
@@ -176,6 +230,58 @@ class MonitoredModel:
             classes=self._classes,
             probabilities=pred.proba.tolist() if pred.proba is not None else None,
         )
+
+    @bentoml.api(route="/feedback")
+    def feedback(
+        self,
+        outcomes: Annotated[Any, WithJsonSchema(_OUTCOMES_SCHEMA)],
+        ctx: bentoml.Context,
+    ) -> FeedbackResponse:
+        """Record true outcomes. 2xx means committed; re-sending is safe (duplicates are
+        counted, not stored twice); a batch with an invalid (422) or conflicting (409) item
+        is rejected whole; 503 when the store cannot commit (nothing stored: retry)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from monitoring.feedback import FeedbackInvalid, conflict_errors, parse_outcomes
+        from monitoring.store import OutcomeConflict
+
+        now = time.time()
+        span = _current_span()
+        span.set_attributes(self._model_attrs)
+        ctx.response.headers["traceparent"] = _traceparent(span)
+        try:
+            items = parse_outcomes(outcomes, self.schema, SETTINGS.max_feedback_items, now)
+            res = self.store.ingest_outcomes(self.loaded.tag, items, now)
+        except FeedbackInvalid as exc:
+            ctx.request.scope[SCOPE_COUNTED] = True
+            self.metrics[N.M_FEEDBACK_OUTCOMES].add(1, result="rejected")
+            self.metrics[N.M_VALIDATION_ERRORS].add(1, kind=N.ERR_MALFORMED if exc.status == 422 else N.ERR_TOO_MANY_ROWS)
+            span.set_attribute(N.ATTR_OUTCOME, N.OUTCOME_CLIENT_ERROR)
+            return _json_error(ctx, exc.status, exc.to_dict())
+        except OutcomeConflict as exc:
+            ctx.request.scope[SCOPE_COUNTED] = True
+            self.metrics[N.M_FEEDBACK_OUTCOMES].add(1, result="conflict")
+            span.set_attribute(N.ATTR_OUTCOME, N.OUTCOME_CLIENT_ERROR)
+            return _json_error(ctx, 409, conflict_errors(exc.conflicts).to_dict())
+        except SQLAlchemyError as exc:
+            self.metrics[N.M_FEEDBACK_OUTCOMES].add(1, result="unavailable")
+            span.set_attribute(N.ATTR_OUTCOME, N.OUTCOME_SERVER_ERROR)
+            span.set_attribute(N.ATTR_ERROR_TYPE, type(exc).__name__)
+            log.warning("feedback not stored: store unavailable (%s)", type(exc).__name__)
+            ctx.response.headers["retry-after"] = "5"
+            return _json_error(ctx, 503, {"error": "the outcome store is unavailable; nothing was stored, retry later"})
+        self.metrics[N.M_FEEDBACK_OUTCOMES].add(res.accepted - res.pending, result="accepted")
+        self.metrics[N.M_FEEDBACK_OUTCOMES].add(res.pending, result="pending")
+        self.metrics[N.M_FEEDBACK_OUTCOMES].add(res.duplicate, result="duplicate")
+        self.metrics[N.M_REQUEST_ROWS].record(len(items), endpoint="feedback")
+        span.set_attributes({N.ATTR_ROWS: len(items), N.ATTR_OUTCOME: N.OUTCOME_OK})
+        return FeedbackResponse(accepted=res.accepted, duplicate=res.duplicate, pending=res.pending)
+
+    def performance(self, limit: int) -> dict[str, Any]:
+        return {"model": self.loaded.tag, "task": self.schema.task, "in_sample_baseline": self.loaded.in_sample,
+                "baseline": self.baseline.values, "window_rows": SETTINGS.window_rows,
+                "outcomes": self.store.outcome_counts(self.loaded.tag),
+                "windows": self.store.performance_windows(self.loaded.tag, limit)}
 
     def _reject(self, ctx: bentoml.Context, exc) -> Any:
         ctx.request.scope[SCOPE_COUNTED] = True
@@ -281,7 +387,18 @@ def _monitoring_app():
             return JSONResponse({"error": "limit must be between 1 and 1000"}, status_code=422)
         return JSONResponse(await run_in_threadpool(svc.drift, limit))
 
-    return Starlette(routes=[Route("/status", status, methods=["GET"]), Route("/drift", drift, methods=["GET"])])
+    async def performance(request):
+        svc = bentoml.get_current_service()
+        try:
+            limit = int(request.query_params.get("limit", "20"))
+        except ValueError:
+            return JSONResponse({"error": "limit must be an integer"}, status_code=422)
+        if not 1 <= limit <= 1000:
+            return JSONResponse({"error": "limit must be between 1 and 1000"}, status_code=422)
+        return JSONResponse(await run_in_threadpool(svc.performance, limit))
+
+    return Starlette(routes=[Route("/status", status, methods=["GET"]), Route("/drift", drift, methods=["GET"]),
+                             Route("/performance", performance, methods=["GET"])])
 
 
 MonitoredModel.mount_asgi_app(_monitoring_app(), path="/monitoring", name="monitoring")
