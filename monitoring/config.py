@@ -43,6 +43,7 @@ class Settings(BaseModel):
     data_dir: Path = Field(default_factory=_default_data_dir,
                            description="Where the embedded store and state live.")
     store_url: str | None = Field(None, description="SQLAlchemy URL; overrides the SQLite file in data_dir.")
+    store_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a store connection or lock.")
     window_rows: int = Field(1000, ge=1, description="A monitoring window closes after this many rows...")
     window_seconds: float = Field(300.0, gt=0, description="...or after this many seconds.")
     window_min_rows: int = Field(30, ge=1, description="A window with fewer rows is reported as too small, not judged.")

@@ -147,14 +147,14 @@ class WindowRecord:
     report: dict[str, Any] | None
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _):
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA busy_timeout=5000")
+        cur.execute("PRAGMA synchronous=FULL")  # a commit is on disk before we acknowledge it
+        cur.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -431,7 +431,7 @@ class Store(_PredictionLog):
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
             self.engine = create_engine(url, connect_args={"timeout": connect_timeout})
-            _sqlite_setup(self.engine)
+            _sqlite_setup(self.engine, connect_timeout)
         else:
             args = {"connect_timeout": int(connect_timeout)} if url.startswith("postgresql") else {}
             self.engine = create_engine(url, pool_pre_ping=True, connect_args=args)

@@ -130,7 +130,7 @@ class MonitoredModel:
             N.DOMAIN_FEATURES: self.schema.names, N.DOMAIN_CLASSES: [str(c) for c in self.schema.classes]})
         TELEMETRY.drops.bind(self.metrics)
         self.validator = Validator(self.schema, SETTINGS.max_batch_rows, SETTINGS.instance_id_field)
-        self.store = Store(SETTINGS.resolved_store_url)
+        self.store = Store(SETTINGS.resolved_store_url, connect_timeout=SETTINGS.store_timeout)
         self.evaluator = WindowEvaluator(self.schema, self.loaded.profile, DriftConfig(
             alpha=SETTINGS.drift_alpha, effect_floor=SETTINGS.drift_effect_floor, min_rows=SETTINGS.window_min_rows))
         y_true, y_pred, proba = load_validation(self.loaded)

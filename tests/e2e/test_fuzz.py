@@ -1,0 +1,579 @@
+"""Fuzzing: the OpenAPI spec at /docs.json driven by Schemathesis, plus hand-written hostile bodies.
+
+The contract under test, for every endpoint and every input:
+
+* never a 5xx;
+* every 4xx is a JSON object with a non-empty string ``error``;
+* the worker survives: after each hostile request the same worker process still answers
+  ``/readyz`` and a valid ``/predict``.
+
+Schemathesis reads the real per-feature schema the service publishes and generates valid
+(positive) and schema-violating (negative) requests for every operation in it. Hypothesis
+runs derandomized with no example database, so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from contextlib import ExitStack
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis")
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis.errors import Unsatisfiable  # noqa: E402
+from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.core.failures import FailureGroup  # noqa: E402
+
+from tests.support.server import serve  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+DEMO_ID_FIELD = "transaction_id"
+DEMO_MAX_ROWS = 20  # keeps generated batches (and maxItems + 1 boundary cases) small
+SMALL_LIMIT = 65536
+DEFAULT_LIMIT = 4 * 1024 * 1024
+CAT_ROW = {"color": "red", "size": 11.0, "weight": None}
+JSON = {"content-type": "application/json"}
+
+FUZZ_SETTINGS = settings(
+    max_examples=120,
+    derandomize=True,  # the same examples on every run
+    database=None,  # no example database: nothing carried over between runs
+    deadline=None,  # a server round trip is not a Hypothesis deadline matter
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    suppress_health_check=list(HealthCheck),
+    print_blob=False,
+)
+
+
+# -- servers ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory, demo_tags, test_tags):
+    """Three servers, started in parallel: demo classifier, strict categorical pipeline, and
+    the categorical pipeline again with a small body limit."""
+    configs = {
+        "demo": {"VIGIL_MODEL": demo_tags["classifier"], "VIGIL_INSTANCE_ID_FIELD": DEMO_ID_FIELD,
+                 "VIGIL_MAX_BATCH_ROWS": str(DEMO_MAX_ROWS)},
+        "cat": {"VIGIL_MODEL": test_tags["cat_strict"]},
+        "small": {"VIGIL_MODEL": test_tags["cat_strict"], "VIGIL_MAX_BODY_BYTES": str(SMALL_LIMIT)},
+    }
+    with ExitStack() as stack:
+        started, errors = {}, []
+
+        def start(name, env):
+            try:
+                started[name] = stack.enter_context(serve(tmp_path_factory.mktemp(f"fuzz-{name}"), env))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start, args=item) for item in configs.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        yield started
+
+
+@pytest.fixture(scope="module")
+def demo_server(servers):
+    return servers["demo"]
+
+
+@pytest.fixture(scope="module")
+def cat_server(servers):
+    return servers["cat"]
+
+
+@pytest.fixture(scope="module")
+def small_server(servers):
+    return servers["small"]
+
+
+@pytest.fixture(scope="module")
+def demo_schema(demo_server):
+    return schemathesis.openapi.from_url(demo_server.url + "/docs.json")
+
+
+@pytest.fixture(scope="module")
+def cat_schema(cat_server):
+    return schemathesis.openapi.from_url(cat_server.url + "/docs.json")
+
+
+# -- the contract ------------------------------------------------------------------------
+
+def contract_violation(status: int, content_type: str, body: bytes) -> str | None:
+    """Why a response breaks the contract, or None."""
+    if status >= 500:
+        return f"server error {status}: {body[:500]!r}"
+    if 400 <= status < 500:
+        if "json" not in content_type:
+            return f"{status} without a JSON body (content-type {content_type!r}): {body[:200]!r}"
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return f"{status} body is not JSON: {body[:200]!r}"
+        if not isinstance(payload, dict) or not isinstance(payload.get("error"), str) or not payload["error"].strip():
+            return f"{status} body has no non-empty string 'error': {body[:300]!r}"
+    return None
+
+
+def error_body_is_json(ctx, response, case):
+    """Schemathesis check: a 4xx carries JSON with a non-empty 'error' message."""
+    content_type = ",".join(v for k, vs in response.headers.items() if k.lower() == "content-type" for v in vs)
+    problem = contract_violation(response.status_code, content_type, response.content)
+    if problem is not None and response.status_code < 500:
+        raise AssertionError(problem)
+    return None
+
+
+def check(r: httpx.Response) -> httpx.Response:
+    problem = contract_violation(r.status_code, r.headers.get("content-type", ""), r.content)
+    assert problem is None, f"{r.request.method} {r.request.url.path}: {problem}"
+    return r
+
+
+def worker_pid(server) -> int:
+    r = httpx.get(server.url + "/monitoring/status", timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["worker_pid"]
+
+
+def assert_alive(server, pid: int | None = None) -> None:
+    """The server answers /readyz and a valid /predict, from the same worker as before."""
+    with server.client(timeout=30) as c:
+        assert c.get("/readyz").status_code == 200
+        r = c.post("/predict", json={"instances": server.valid_rows})
+        assert r.status_code == 200, r.text
+    assert server.proc.poll() is None, "server process exited"
+    if pid is not None:
+        assert worker_pid(server) == pid, "the worker was replaced: it crashed or was killed"
+
+
+@pytest.fixture(scope="module")
+def alive(servers, demo_rows):
+    """Per server: the valid rows for liveness probes and the worker's pid at the start."""
+    servers["demo"].valid_rows = [{**demo_rows[0], DEMO_ID_FIELD: "probe"}, demo_rows[1]]
+    servers["cat"].valid_rows = servers["small"].valid_rows = [CAT_ROW, {**CAT_ROW, "color": "blue", "weight": 4.2}]
+    pids = {}
+    for name, server in servers.items():
+        assert_alive(server)
+        pids[name] = worker_pid(server)
+    return pids
+
+
+# -- 1. schemathesis over /docs.json -----------------------------------------------------
+
+def _fuzz(server, schema) -> None:
+    """Every operation of the spec: Schemathesis's coverage cases (boundary values, wrong
+    types, unexpected methods; deterministic), then Hypothesis-generated valid and invalid
+    requests (derandomized)."""
+    ops = [op.ok() for op in schema.get_all_operations()]
+    labels = sorted(op.label for op in ops)
+    assert {"POST /predict", "GET /readyz"} <= set(labels), labels
+    headers = {"X-Request-ID": "fuzz"}
+    checks = [not_a_server_error, error_body_is_json]
+    modes = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
+    failures: dict[tuple, list] = {}  # distinct problem -> [first reproduction, where it was seen]
+    positive_rejections: dict[str, int] = {}  # schema-valid requests the service still refused
+
+    def send(case, where: str, statuses: dict[int, int]) -> None:
+        response = case.call(base_url=server.url, headers=headers, timeout=60)
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        if where == "positive" and case.method == "POST" and 400 <= response.status_code < 500:
+            positive_rejections[_summary(response.content)] = positive_rejections.get(_summary(response.content), 0) + 1
+        try:
+            case.validate_response(response, checks=checks, headers=headers)
+        except (AssertionError, FailureGroup) as exc:
+            sent_type = (response.request.headers.get("content-type") or "").split(";")[0]
+            key = (response.status_code, sent_type, _summary(response.content))
+            text = f"{op.label} [{where}]: {str(exc)[:3000]}"
+            entry = failures.setdefault(key, [text, set()])
+            if where != "coverage":
+                entry[0] = text  # Hypothesis replays its shrunk example last
+            entry[1].add(f"{case.method} {op.path} ({where})")
+            raise
+
+    for op in ops:
+        statuses: dict[int, int] = {}
+        for case in schema.iter_coverage_cases(op, generation_modes=modes,
+                                              generation_config=schema.config.generation_for(operation=op)):
+            try:
+                send(case, "coverage", statuses)
+            except (AssertionError, FailureGroup):
+                pass  # recorded by send(); every coverage case runs
+        print(f"{op.label} [coverage] statuses: {dict(sorted(statuses.items()))}")
+        for mode in modes:
+            statuses = {}
+
+            @FUZZ_SETTINGS
+            @given(case=op.as_strategy(generation_mode=mode))
+            def run(case):
+                send(case, mode.value, statuses)
+
+            try:
+                run()
+            except Unsatisfiable:  # nothing to violate: an operation without parameters or body
+                assert mode == schemathesis.GenerationMode.NEGATIVE and not statuses
+            except (AssertionError, FailureGroup):
+                pass  # recorded by send() (the shrunk example comes last); every operation runs
+            print(f"{op.label} [{mode.value}] statuses: {dict(sorted(statuses.items()))}")
+    if positive_rejections:
+        print("schema-valid bodies refused:", json.dumps(positive_rejections, indent=1, ensure_ascii=False))
+    report = [f"{text}\n    seen for: {', '.join(sorted(seen))}" for text, seen in failures.values()]
+    assert not failures, f"{len(failures)} distinct problem(s):\n\n" + "\n\n".join(report)
+
+
+def _summary(content: bytes) -> str:
+    """A response's error message with ids and numbers blanked, to group like failures."""
+    import re
+
+    try:
+        text = str(json.loads(content).get("error"))
+    except (ValueError, AttributeError):
+        text = content.decode(errors="replace")
+    return re.sub(r"[0-9a-f]{32}|\d+", "#", text)[:120]
+
+
+def test_schemathesis_demo_classifier(demo_server, demo_schema, alive):
+    _fuzz(demo_server, demo_schema)
+    assert_alive(demo_server, alive["demo"])
+
+
+def test_schemathesis_categorical_pipeline(cat_server, cat_schema, alive):
+    spec = httpx.get(cat_server.url + "/docs.json").json()
+    item = spec["components"]["schemas"]["predict__Input"]["properties"]["instances"]["items"]
+    assert item["properties"]["color"]["enum"] == ["blue", "green", "red"]
+    _fuzz(cat_server, cat_schema)
+    assert_alive(cat_server, alive["cat"])
+
+
+# -- 2. hand-written hostile requests ---------------------------------------------------
+
+def _demo_raw(demo_rows, feature: str, literal: str) -> bytes:
+    """A one-row demo batch as JSON text, with ``feature`` set to the raw ``literal``."""
+    row = {**demo_rows[0], feature: "@@VALUE@@"}
+    return json.dumps({"instances": [row]}).replace('"@@VALUE@@"', literal).encode()
+
+
+@pytest.mark.parametrize("literal, statuses", [
+    ("1e39", {200, 422}),  # float64 model: fine; never a 5xx
+    ("-1e39", {200, 422}),
+    ("-0.0", {200}),
+    ("0", {200}),
+    ("5e-324", {200}),
+    ("1e-400", {200}),  # underflows to 0.0
+    ("1.7976931348623157e308", {200, 422}),
+    ("1e400", {400, 422}),  # overflows to inf in the parser
+    ("-1e400", {400, 422}),
+    (str(10**400), {400, 422}),
+    (str(-10**400), {400, 422}),
+    ("1" * 5000, {400, 422}),  # beyond the parser's (and Python's int-from-str) digit limit
+    ("123456789012345678901234567890", {200, 422}),
+    ("NaN", {400, 422}),
+    ("Infinity", {400, 422}),
+    ("-Infinity", {400, 422}),
+    ("nan", {400}),
+    ("true", {422}),
+    ('"1.5"', {422}),
+    ('""', {422}),
+    ("[]", {422}),
+    ("[1.5]", {422}),
+    ("{}", {422}),
+    ('{"a": 1}', {422}),
+    ("null", {422}),
+    ('"\\u0000"', {422}),
+    ('"\\ud800"', {400, 422}),  # lone surrogate
+    ('"r\\u00ebd \\ud83d\\udfe5"', {422}),
+])
+def test_hostile_numeric_values(demo_server, alive, demo_rows, literal, statuses):
+    with demo_server.client() as c:
+        r = check(c.post("/predict", content=_demo_raw(demo_rows, "mean_radius", literal), headers=JSON))
+    assert r.status_code in statuses, r.text
+    if r.status_code == 422:
+        assert "mean_radius" in r.json()["error"]
+    assert_alive(demo_server, alive["demo"])
+
+
+def test_1e39_through_json_encoder_and_minus_zero_prediction(demo_server, alive, demo_rows):
+    with demo_server.client() as c:
+        r = check(c.post("/predict", json={"instances": [{**demo_rows[0], "mean_radius": 1e39}]}))
+        assert r.status_code in (200, 422), r.text
+        zero = check(c.post("/predict", json={"instances": [{**demo_rows[0], "mean_radius": -0.0}]}))
+        plus = check(c.post("/predict", json={"instances": [{**demo_rows[0], "mean_radius": 0.0}]}))
+    assert zero.status_code == plus.status_code == 200
+    assert zero.json()["probabilities"] == plus.json()["probabilities"]
+
+
+@pytest.mark.parametrize("value, statuses", [
+    ("red", {200}),
+    ("rëd", {422}),
+    ("🟥", {422}),
+    ("\u0000", {422}),
+    ("red\u0000", {422}),
+    ("RED", {422}),
+    (" red", {422}),
+    ("\u202ered", {422}),  # right-to-left override
+    ("r\u0435d", {422}),  # Cyrillic e: looks like "red"
+    ("", {422}),
+    ("x" * 10_000, {422}),
+    (1, {422}),
+    (True, {422}),
+    (1.5, {422}),
+    (["red"], {422}),
+    ({"red": 1}, {422}),
+])
+def test_unicode_and_odd_category_values(cat_server, alive, value, statuses):
+    with cat_server.client() as c:
+        r = check(c.post("/predict", json={"instances": [{**CAT_ROW, "color": value}]}))
+    assert r.status_code in statuses, r.text
+    if r.status_code == 422:
+        assert "row 0, feature 'color'" in r.json()["error"]
+        assert len(r.content) < 4096, "the error must not echo a long value back"
+    assert_alive(cat_server, alive["cat"])
+
+
+@pytest.mark.parametrize("name, body", [
+    # the parser keeps the last of duplicate keys: whatever it keeps is then validated
+    ("dup feature, last valid", '{"instances": [{"color": "purple", "size": 1.0, "weight": null, "color": "red"}]}'),
+    ("dup feature, last invalid", '{"instances": [{"color": "red", "size": 1.0, "weight": null, "color": "blue\\u0000"}]}'),
+    ("dup feature, last wrong type", '{"instances": [{"size": 1.0, "size": "big", "weight": null, "color": "red"}]}'),
+    ("dup instances", '{"instances": 5, "instances": [{"color": "red", "size": 1.0, "weight": null}]}'),
+    ("dup instances, last bad", '{"instances": [{"color": "red", "size": 1.0, "weight": null}], "instances": null}'),
+    ("dup unknown key", '{"instances": [{"color": "red", "size": 1.0, "weight": null, "zz": 1, "zz": 2}]}'),
+])
+def test_duplicate_json_keys(cat_server, alive, name, body):
+    with cat_server.client() as c:
+        r = check(c.post("/predict", content=body.encode(), headers=JSON))
+    assert r.status_code in (200, 400, 422), r.text
+    assert_alive(cat_server, alive["cat"])
+
+
+@pytest.mark.parametrize("instances", [
+    {}, {"color": "red", "size": 1.0, "weight": None}, "red", "", 0, 1.5, -1, True, None,
+    [None], [[]], [["red", 1.0, None]], ["red"], [1], [{}], [CAT_ROW, None], [CAT_ROW] * 1001,
+    [{**CAT_ROW, "": 1}], [{**CAT_ROW, "\u0000": 1}], [{**CAT_ROW, "🟥" * 1000: 1}],
+    [{k: v for k, v in CAT_ROW.items() if k != "color"}],
+])
+def test_instances_of_every_shape(cat_server, alive, instances):
+    with cat_server.client() as c:
+        r = check(c.post("/predict", json={"instances": instances}))
+    assert r.status_code in (400, 413, 422), r.text
+    assert len(r.content) < 16384
+    assert_alive(cat_server, alive["cat"])
+
+
+@pytest.mark.parametrize("body, headers", [
+    (b"", JSON),
+    (b"not json", JSON),
+    (b"{", JSON),
+    (b'{"instances": [', JSON),
+    (b"null", JSON),
+    (b"[]", JSON),
+    (b'"instances"', JSON),
+    (b"42", JSON),
+    (b'{"instances": [{"color": "red", "size": 1.0, "weight": null}]} trailing', JSON),
+    (b'\xef\xbb\xbf{"instances": []}', JSON),  # BOM
+    (b'{"instances": [{"color": "\xff\xfe", "size": 1.0, "weight": null}]}', JSON),  # not UTF-8
+    (b'{"instances": [{"color": "red", "size": 1.0, "weight": null}]}', {"content-type": "text/plain"}),
+    (b'{"instances": [{"color": "red", "size": 1.0, "weight": null}]}', {"content-type": "application/xml"}),
+    (b"<instances/>", {"content-type": "application/xml"}),
+    (b"instances=red", {"content-type": "application/x-www-form-urlencoded"}),
+    (b"--b\r\nContent-Disposition: form-data; name=\"instances\"\r\n\r\nred\r\n--b--\r\n",
+     {"content-type": "multipart/form-data; boundary=b"}),
+    (b"\x00\x01\x02\x03", {"content-type": "application/octet-stream"}),
+    (b'{"instances": []}', {"content-type": "application/json; charset=utf-16"}),
+    (b'{"instances": []}', {"content-type": "\u00e9/\u00e9".encode()}),
+    (b'{"instances": []}', {"content-encoding": "gzip", **JSON}),
+])
+def test_malformed_bodies_and_content_types(cat_server, alive, body, headers):
+    with cat_server.client() as c:
+        r = check(c.post("/predict", content=body, headers=headers))
+    assert r.status_code < 500
+    assert_alive(cat_server, alive["cat"])
+
+
+@pytest.mark.parametrize("header", ["", "a b", "x" * 257, "tab\there", "\x7f", "é" * 10])
+def test_odd_request_id_headers(cat_server, alive, header):
+    with cat_server.client() as c:
+        r = check(c.post("/predict", json={"instances": [CAT_ROW]},
+                         headers={"X-Request-ID": header.encode("latin-1")}))
+    assert r.status_code in (200, 422), r.text
+    assert_alive(cat_server, alive["cat"])
+
+
+@pytest.mark.parametrize("instance_id", [
+    "t-1", 7, 10**400, -(10**30), "", "x" * 257, "🟥", None, 1.5, True, [1], ["t-1"], {"id": 1}, [],
+])
+def test_instance_id_field_values(demo_server, alive, demo_rows, instance_id):
+    body = json.dumps({"instances": [{**demo_rows[0], DEMO_ID_FIELD: instance_id}]})
+    with demo_server.client() as c:
+        r = check(c.post("/predict", content=body.encode(), headers=JSON))
+    assert r.status_code in (200, 422), r.text
+    assert_alive(demo_server, alive["demo"])
+
+
+def test_repeated_and_mixed_type_instance_ids(demo_server, alive, demo_rows):
+    rows = [{**demo_rows[i], DEMO_ID_FIELD: v} for i, v in enumerate([1, 1.0, "1", [1], {"a": 1}])]
+    with demo_server.client() as c:
+        r = check(c.post("/predict", json={"instances": rows}))
+    assert r.status_code == 422, r.text
+    assert_alive(demo_server, alive["demo"])
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=-1", "limit=abc", "limit=1e3", "limit=",
+                                   "limit=" + "9" * 5000, "limit=%00", "limit=%F0%9F%9F%A5", "limit=1&limit=2"])
+def test_drift_endpoint_query(cat_server, alive, query):
+    with cat_server.client() as c:
+        r = check(c.get("/monitoring/drift?" + query))
+    assert r.status_code in (200, 422), r.text
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/predict"), ("PUT", "/predict"), ("DELETE", "/predict"), ("POST", "/readyz"),
+    ("POST", "/metrics"), ("POST", "/monitoring/status"), ("GET", "/no-such-endpoint"),
+    ("GET", "/monitoring/no-such-endpoint"),
+])
+def test_wrong_method_or_path_gets_json_error(cat_server, alive, method, path):
+    with cat_server.client() as c:
+        r = c.request(method, path)
+    assert 400 <= r.status_code < 500
+    check(r)
+
+
+# -- 3. deep, huge and oversized bodies --------------------------------------------------
+
+DEPTH = 100_000
+
+
+@pytest.mark.parametrize("name, body", [
+    ("nested arrays as instances", b'{"instances": ' + b"[" * DEPTH + b"]" * DEPTH + b"}"),
+    ("nested arrays at top level", b"[" * DEPTH + b"]" * DEPTH),
+    ("nested objects in a feature", b'{"instances": [{"color": ' + b'{"a": ' * DEPTH + b"1" + b"}" * DEPTH
+     + b', "size": 1.0, "weight": null}]}'),
+    ("unclosed nested arrays", b'{"instances": ' + b"[" * DEPTH),
+    ("nested arrays in a row", b'{"instances": [' + b"[" * DEPTH + b"]" * DEPTH + b"]}"),
+])
+def test_deeply_nested_json(cat_server, alive, name, body):
+    assert len(body) < DEFAULT_LIMIT
+    with cat_server.client() as c:
+        r = check(c.post("/predict", content=body, headers=JSON))
+    assert r.status_code in (400, 422), r.text
+    assert len(r.content) < 16384
+    assert_alive(cat_server, alive["cat"])
+
+
+def _rss(server) -> float:
+    from tests.e2e.test_serve import metric
+
+    return metric(httpx.get(server.url + "/metrics", timeout=30).text, "vigil_process_memory_rss")
+
+
+def test_huge_json_within_the_default_limit(cat_server, demo_server, alive, demo_rows):
+    three_mb = "x" * 3_000_000
+    big_bodies = [
+        ("cat", [
+            {"instances": [{**CAT_ROW, "color": three_mb}]},  # a 3 MB category value
+            {"instances": [{**CAT_ROW, "size": three_mb}]},  # a 3 MB string for a number
+            {"instances": [{**CAT_ROW, three_mb: 1}]},  # a 3 MB key
+            {"instances": [{**CAT_ROW, **{f"k{i}": i for i in range(200_000)}}]},  # 200k unknown keys
+            {"instances": [CAT_ROW] * 60_000},  # far too many rows
+            {"instances": [{**CAT_ROW, "weight": [0.5] * 400_000}]},  # a huge array for a number
+        ]),
+        ("demo", [
+            {"instances": [{**demo_rows[0], DEMO_ID_FIELD: three_mb}]},  # a 3 MB instance id
+            {"instances": [{**demo_rows[0], "mean_radius": three_mb}]},
+        ]),
+    ]
+    for name, bodies in big_bodies:
+        server = cat_server if name == "cat" else demo_server
+        for body in bodies:
+            content = json.dumps(body).encode()
+            assert 1_000_000 < len(content) < DEFAULT_LIMIT
+            with server.client() as c:
+                r = check(c.post("/predict", content=content, headers=JSON))
+            assert r.status_code in (413, 422), r.text[:500]
+            assert len(r.content) < 16384, "the error must not echo the value back"
+            assert_alive(server, alive[name])
+    # memory is given back (generously bounded: the allocator may keep some)
+    assert _rss(cat_server) < 1.5e9
+
+
+def test_body_over_the_default_limit_is_413(cat_server, alive):
+    body = json.dumps({"instances": [{**CAT_ROW, "color": "x" * DEFAULT_LIMIT}]}).encode()
+    with cat_server.client() as c:
+        r = check(c.post("/predict", content=body, headers=JSON))
+    assert r.status_code == 413 and str(DEFAULT_LIMIT) in r.json()["error"]
+    assert_alive(cat_server, alive["cat"])
+
+
+@pytest.mark.parametrize("name, body", [
+    ("valid JSON", json.dumps({"instances": [{**CAT_ROW, "color": "x" * SMALL_LIMIT}]}).encode()),
+    ("not JSON", b"{" * (SMALL_LIMIT + 1)),
+    ("nested arrays", b"[" * DEPTH + b"]" * DEPTH),
+    ("one byte over", b'{"instances": [' + b" " * (SMALL_LIMIT - 16) + b"]}"),
+])
+def test_body_over_a_small_limit_is_413_before_parsing(small_server, alive, name, body):
+    assert len(body) > SMALL_LIMIT
+    with small_server.client() as c:
+        r = check(c.post("/predict", content=body, headers=JSON))
+        assert r.status_code == 413, r.text
+        assert str(SMALL_LIMIT) in r.json()["error"]
+
+        def chunks():  # no Content-Length: read up to the limit, then refused
+            for i in range(0, len(body), 8192):
+                yield body[i:i + 8192]
+
+        r = check(c.post("/predict", content=chunks(), headers=JSON))
+        assert r.status_code == 413, r.text
+    assert_alive(small_server, alive["small"])
+
+
+def test_body_at_the_small_limit_is_parsed(small_server, alive):
+    head, tail = b'{"instances": [', b"]}"
+    body = head + b" " * (SMALL_LIMIT - len(head) - len(tail)) + tail
+    assert len(body) == SMALL_LIMIT
+    with small_server.client() as c:
+        r = check(c.post("/predict", content=body, headers=JSON))
+    assert r.status_code == 422 and "empty" in r.json()["error"]
+
+
+def test_declared_huge_body_is_refused_without_reading_it(small_server, alive):
+    """A 10 GB Content-Length gets 413 at once: the server does not wait for the body."""
+    parts = urlsplit(small_server.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 10000000000\r\n\r\n{\"instances\": [")
+        start = time.monotonic()
+        data = b""
+        while b"\r\n\r\n" not in data or len(data) < 100:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        elapsed = time.monotonic() - start
+    status_line = data.split(b"\r\n", 1)[0]
+    assert b" 413 " in status_line + b" ", data[:300]
+    assert elapsed < 5
+    assert b"10000000000" in data
+    assert_alive(small_server, alive["small"])
+
+
+def test_servers_survive_everything(servers, alive):
+    """Run last: each server's first worker is still the one serving, its monitor consumer
+    never failed on what the requests left it, and no 5xx was ever logged."""
+    for name, server in servers.items():
+        assert_alive(server, alive[name])
+        status = httpx.get(server.url + "/monitoring/status", timeout=30).json()
+        assert status["monitor_queue"]["consumer_errors"] == 0, status["monitor_queue"]
+        assert status["monitor_queue"]["running"], status["monitor_queue"]
+        five_xx = [line for line in server.log().splitlines() if "(status=5" in line]
+        assert not five_xx, f"{name}: {len(five_xx)} 5xx response(s), e.g. {five_xx[0]}"
