@@ -280,6 +280,26 @@ class _PredictionLog:
         """Store a batch of outcomes atomically: all or nothing. Re-sent outcomes count as
         duplicates; an outcome that contradicts a stored one (or another in the batch)
         raises :class:`OutcomeConflict` and nothing is written. Committed on return."""
+        (res,) = self.ingest_group(model, [items], now)
+        if isinstance(res, OutcomeConflict):
+            raise res
+        return res
+
+    def ingest_group(self, model: str, batches: list[list[OutcomeIn]], now: float) -> list:
+        """Several batches in ONE transaction (one commit, one fsync), each batch inside its
+        own savepoint so that a conflicting batch is rolled back alone. Returns, per batch,
+        an :class:`IngestResult` or the :class:`OutcomeConflict` that rejected it."""
+        out: list = []
+        with self.engine.begin() as c:
+            for items in batches:
+                try:
+                    with c.begin_nested():
+                        out.append(self._ingest(c, model, items, now))
+                except OutcomeConflict as exc:
+                    out.append(exc)
+        return out
+
+    def _ingest(self, c, model: str, items: list[OutcomeIn], now: float) -> IngestResult:
         conflicts: list[tuple[int, str]] = []
         first: dict[str, int] = {}
         for pos, it in enumerate(items):
@@ -292,38 +312,37 @@ class _PredictionLog:
         if conflicts:
             raise OutcomeConflict(conflicts)
         unique = [items[p] for p in first.values()]
-        with self.engine.begin() as c:
-            existing: dict[str, tuple] = {}
-            for part in _chunks([i.okey for i in unique]):
-                for r in c.execute(select(outcomes.c.okey, outcomes.c.class_code, outcomes.c.value).where(and_(
-                        outcomes.c.model == model, outcomes.c.okey.in_(part)))):
-                    existing[r[0]] = (r[1], r[2])
-            new = []
-            dup = 0
-            for it in unique:
-                if it.okey in existing:
-                    code, val = existing[it.okey]
-                    if _same(code, val, it.class_code, it.value):
-                        dup += 1
-                    else:
-                        conflicts.append((first[it.okey], "contradicts the outcome already stored for this prediction"))
+        existing: dict[str, tuple] = {}
+        for part in _chunks([i.okey for i in unique]):
+            for r in c.execute(select(outcomes.c.okey, outcomes.c.class_code, outcomes.c.value).where(and_(
+                    outcomes.c.model == model, outcomes.c.okey.in_(part)))):
+                existing[r[0]] = (r[1], r[2])
+        new = []
+        dup = 0
+        for it in unique:
+            if it.okey in existing:
+                code, val = existing[it.okey]
+                if _same(code, val, it.class_code, it.value):
+                    dup += 1
                 else:
-                    new.append(it)
-            dup += len(items) - len(unique)
-            if conflicts:
-                raise OutcomeConflict(conflicts)
-            resolved = self._resolve(c, model, new)
-            rows = []
-            for it in new:
-                hit = resolved.get(it.okey)
-                rows.append(dict(model=model, okey=it.okey, class_code=it.class_code, value=it.value,
-                                 observed_at=it.observed_at, received_at=now,
-                                 request_id=hit[0] if hit else it.request_id,
-                                 row_index=hit[1] if hit else it.row_index,
-                                 window_id=hit[2] if hit else None, seq=hit[3] if hit else None,
-                                 matched=hit is not None, expired=False))
-            for part in _chunks(rows, 1000):
-                c.execute(insert(outcomes), part)
+                    conflicts.append((first[it.okey], "contradicts the outcome already stored for this prediction"))
+            else:
+                new.append(it)
+        dup += len(items) - len(unique)
+        if conflicts:
+            raise OutcomeConflict(conflicts)
+        resolved = self._resolve(c, model, new)
+        rows = []
+        for it in new:
+            hit = resolved.get(it.okey)
+            rows.append(dict(model=model, okey=it.okey, class_code=it.class_code, value=it.value,
+                             observed_at=it.observed_at, received_at=now,
+                             request_id=hit[0] if hit else it.request_id,
+                             row_index=hit[1] if hit else it.row_index,
+                             window_id=hit[2] if hit else None, seq=hit[3] if hit else None,
+                             matched=hit is not None, expired=False))
+        for part in _chunks(rows, 1000):
+            c.execute(insert(outcomes), part)
         return IngestResult(accepted=len(new), duplicate=dup, pending=sum(1 for r in rows if not r["matched"]))
 
     def match_pending(self, model: str, expire_before: float, limit: int = 5000) -> tuple[int, int]:

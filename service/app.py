@@ -131,6 +131,9 @@ class MonitoredModel:
         TELEMETRY.drops.bind(self.metrics)
         self.validator = Validator(self.schema, SETTINGS.max_batch_rows, SETTINGS.instance_id_field)
         self.store = Store(SETTINGS.resolved_store_url, connect_timeout=SETTINGS.store_timeout)
+        from monitoring.feedback import GroupCommitter
+
+        self.committer = GroupCommitter(self.store, self.loaded.tag)
         self.evaluator = WindowEvaluator(self.schema, self.loaded.profile, DriftConfig(
             alpha=SETTINGS.drift_alpha, effect_floor=SETTINGS.drift_effect_floor, min_rows=SETTINGS.window_min_rows))
         y_true, y_pred, proba = load_validation(self.loaded)
@@ -251,7 +254,7 @@ class MonitoredModel:
         ctx.response.headers["traceparent"] = _traceparent(span)
         try:
             items = parse_outcomes(outcomes, self.schema, SETTINGS.max_feedback_items, now)
-            res = self.store.ingest_outcomes(self.loaded.tag, items, now)
+            res = self.committer.submit(items, timeout=SETTINGS.store_timeout + 5)
         except FeedbackInvalid as exc:
             ctx.request.scope[SCOPE_COUNTED] = True
             self.metrics[N.M_FEEDBACK_OUTCOMES].add(1, result="rejected")
@@ -263,7 +266,7 @@ class MonitoredModel:
             self.metrics[N.M_FEEDBACK_OUTCOMES].add(1, result="conflict")
             span.set_attribute(N.ATTR_OUTCOME, N.OUTCOME_CLIENT_ERROR)
             return _json_error(ctx, 409, conflict_errors(exc.conflicts).to_dict())
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, TimeoutError) as exc:
             self.metrics[N.M_FEEDBACK_OUTCOMES].add(1, result="unavailable")
             span.set_attribute(N.ATTR_OUTCOME, N.OUTCOME_SERVER_ERROR)
             span.set_attribute(N.ATTR_ERROR_TYPE, type(exc).__name__)

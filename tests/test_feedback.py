@@ -162,3 +162,47 @@ def test_relogging_a_prediction_is_harmless(store):
     log(store, m, "r1", 2)
     log(store, m, "r1", 3)  # a retried flush: the 2 rows already there are skipped
     assert store.window_prediction_count(m, 0) == 3
+
+
+def test_group_commit_isolates_a_conflicting_request(store):
+    import threading
+
+    from monitoring.feedback import GroupCommitter
+
+    m = model()
+    store.ingest_outcomes(m, outs("taken", [1]), NOW)
+    gc = GroupCommitter(store, m)
+    results = {}
+
+    def post(name, items):
+        try:
+            results[name] = gc.submit(items, timeout=30)
+        except OutcomeConflict as exc:
+            results[name] = exc
+
+    batches = {f"ok{i}": outs(f"q{i}", [0, 1]) for i in range(6)}
+    batches["bad"] = outs("fresh", [1]) + outs("taken", [0])
+    threads = [threading.Thread(target=post, args=kv) for kv in batches.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert isinstance(results["bad"], OutcomeConflict)
+    assert all(results[f"ok{i}"].accepted == 2 for i in range(6))
+    assert store.outcome_counts(m)["pending"] == 1 + 12  # "fresh" of the bad batch was rolled back
+
+
+def test_group_commit_failure_reaches_every_waiter(tmp_path):
+    from sqlalchemy.exc import OperationalError
+
+    from monitoring.feedback import GroupCommitter
+
+    s = Store(f"sqlite:///{tmp_path / 'f.db'}")
+
+    def broken(*a, **kw):
+        raise OperationalError("commit", {}, Exception("disk I/O error"))
+
+    s.ingest_group = broken
+    gc = GroupCommitter(s, "m")
+    with pytest.raises(OperationalError):
+        gc.submit(outs("x", [1]), timeout=10)

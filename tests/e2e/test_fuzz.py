@@ -145,8 +145,12 @@ def check(r: httpx.Response) -> httpx.Response:
     return r
 
 
+#: One kept-alive client per server (by URL) for the liveness probes.
+PROBES: dict[str, httpx.Client] = {}
+
+
 def worker_pid(server) -> int:
-    r = httpx.get(server.url + "/monitoring/status", timeout=30)
+    r = PROBES[server.url].get("/monitoring/status")
     assert r.status_code == 200, r.text
     return r.json()["worker_pid"]
 
@@ -170,10 +174,10 @@ VALID_ROWS: dict[str, list[dict]] = {}
 
 def assert_alive(server, pid: int | None = None) -> None:
     """The server answers /readyz and a valid /predict, from the same worker as before."""
-    with server.client(timeout=30) as c:
-        assert c.get("/readyz").status_code == 200
-        r = c.post("/predict", json={"instances": VALID_ROWS[server.url]})
-        assert r.status_code == 200, r.text
+    c = PROBES[server.url]
+    assert c.get("/readyz").status_code == 200
+    r = c.post("/predict", json={"instances": VALID_ROWS[server.url]})
+    assert r.status_code == 200, r.text
     assert server.proc.poll() is None, "server process exited"
     if pid is not None:
         assert worker_pid(server) == pid, "the worker was replaced: it crashed or was killed"
@@ -181,15 +185,19 @@ def assert_alive(server, pid: int | None = None) -> None:
 
 @pytest.fixture(scope="module")
 def alive(servers, demo_rows):
-    """Per server: the valid rows for liveness probes and the worker's pid at the start."""
+    """Per server: the worker's pid at the start (and the valid rows and client for probes)."""
     VALID_ROWS[servers["demo"].url] = [{**demo_rows[0], DEMO_ID_FIELD: "probe"}, demo_rows[1]]
     for name in ("cat", "small"):
         VALID_ROWS[servers[name].url] = [CAT_ROW, {**CAT_ROW, "color": "blue", "weight": 4.2}]
-    pids = {}
-    for name, server in servers.items():
-        assert_alive(server)
-        pids[name] = worker_pid(server)
-    return pids
+    with ExitStack() as stack:
+        for server in servers.values():
+            PROBES[server.url] = stack.enter_context(server.client(timeout=30))
+        pids = {}
+        for name, server in servers.items():
+            assert_alive(server)
+            pids[name] = worker_pid(server)
+        yield pids
+        PROBES.clear()
 
 
 # -- 1. schemathesis over /docs.json -----------------------------------------------------
