@@ -152,6 +152,23 @@ def _predicts(fn: Callable[[], Any]) -> bool:
         return False
 
 
+def _largest_magnitude(takes: Callable[[float], bool], top_exponent: int) -> float | None:
+    """The largest 10**k (k <= top_exponent) the model takes, by bisection on k; None if
+    it takes even the float type's maximum (no limit beyond the type's)."""
+    if takes(float(np.finfo(np.float64 if top_exponent > 38 else np.float32).max)):
+        return None
+    lo, hi = 0, top_exponent  # takes(10**lo) is assumed (the reference rows predicted)
+    if not takes(1.0):
+        return 1.0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if takes(10.0 ** mid):
+            lo = mid
+        else:
+            hi = mid
+    return 10.0 ** lo
+
+
 def _infer_task(model: Any, target_sample) -> str:
     if hasattr(model, "predict_proba") or hasattr(model, "classes_"):
         return "classification"
@@ -252,11 +269,20 @@ def register(model_path: str | Path, reference: str | Path, target: str, *,
     except Exception as exc:
         raise RegistrationError(f"the model cannot predict on the reference data ({type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-    big = probe.copy()
     num_names = [f.name for f in features if f.kind == NUMERIC]
+    max_abs = None
     if num_names:
-        big.loc[:, num_names] = 1e39
-        float_dtype = "float64" if _predicts(lambda: call(frame_to_model_input(big, schema))) else "float32"
+        def takes(magnitude: float) -> bool:
+            """Does the model give finite answers with every numeric feature at +-magnitude?"""
+            for sign in (1.0, -1.0):
+                big = probe.copy()
+                big.loc[:, num_names] = sign * magnitude
+                if not _predicts(lambda: call(frame_to_model_input(big, schema))):
+                    return False
+            return True
+
+        float_dtype = "float64" if takes(1e39) else "float32"
+        max_abs = _largest_magnitude(takes, 308 if float_dtype == "float64" else 38)
         nan = probe.copy()
         nan[num_names] = np.nan
         accepts_nan = _predicts(lambda: call(frame_to_model_input(nan, schema)))
@@ -272,7 +298,7 @@ def register(model_path: str | Path, reference: str | Path, target: str, *,
             unseen.loc[:, f.name] = UNSEEN_PROBE if f.dtype == "str" else (10**9 + 7 if f.dtype == "int" else None)
             ok = f.accepts_unseen or (f.dtype != "bool" and _predicts(lambda: call(frame_to_model_input(unseen, schema))))
             refined.append(replace(f, accepts_unseen=ok))
-    schema = replace(schema, features=tuple(refined), float_dtype=float_dtype)
+    schema = replace(schema, features=tuple(refined), float_dtype=float_dtype, max_abs=max_abs)
 
     adapter = ModelAdapter(model, schema)
     predict_from_proba = False

@@ -49,7 +49,7 @@ class Settings(BaseModel):
     window_min_rows: int = Field(30, ge=1, description="A window with fewer rows is reported as too small, not judged.")
     drift_alpha: float = Field(0.01, gt=0, lt=1, description="Family-wise false-alarm rate per window (Holm).")
     drift_effect_floor: float = Field(0.1, ge=0, description="Smallest effect (normalised Wasserstein / JS distance) flagged.")
-    log_sample_rate: float = Field(1.0, ge=0.0, le=1.0,
+    log_sample_rate: float = Field(0.1, ge=0.0, le=1.0,
                                    description="Share of predictions whose feature values are logged.")
     max_batch_rows: int = Field(1000, ge=1, description="Largest batch accepted by /predict.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
@@ -72,6 +72,7 @@ class Settings(BaseModel):
     performance_interval: float = Field(5.0, gt=0, description="Seconds between performance scoring passes.")
     monitor_queue_batches: int = Field(4096, ge=1, description="Bound of the monitor hand-off queue.")
     system_metrics_interval: float = Field(5.0, gt=0, description="Seconds between system metric samples.")
+    trace_asgi_events: bool = Field(False, description="Export the ASGI per-message spans (http receive/send).")
     otel_export_timeout: float = Field(5.0, gt=0, description="Seconds an OTLP export may take before it is abandoned.")
     shutdown_timeout: float = Field(4.0, gt=0, description="Seconds telemetry and monitor shutdown may take.")
 

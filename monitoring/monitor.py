@@ -76,7 +76,7 @@ class MonitorQueue:
     """
 
     def __init__(self, consumer: Consumer, maxsize: int = 4096, metrics=None, max_drain: int = 256,
-                 tick_seconds: float = 0.5):
+                 tick_seconds: float = 0.5, linger: float = 0.05):
         if maxsize < 1:
             raise ValueError(f"maxsize must be >= 1; got {maxsize}")
         if max_drain < 1:
@@ -86,6 +86,8 @@ class MonitorQueue:
         self._capacity = maxsize
         self._max_drain = max_drain
         self._tick_seconds = tick_seconds
+        #: after the first item, wait this long so a burst is drained in one go (fewer wake-ups)
+        self._linger = linger
         self._tick = getattr(consumer, "tick", None)
         self._metrics = metrics
         self._closed = False
@@ -134,6 +136,8 @@ class MonitorQueue:
                 self._guarded(self._tick, 0)
             if item is None:
                 continue
+            if self._linger and item is not _STOP and self._q.qsize() < self._max_drain:
+                time.sleep(self._linger)
             items = []
             if item is _STOP:
                 stop = True

@@ -68,6 +68,8 @@ class ModelSchema:
     target: str | None = None
     float_dtype: str = "float64"
     input_format: Literal["frame", "array"] = "array"
+    #: largest magnitude the model was seen to answer finitely (None: the float type's maximum)
+    max_abs: float | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +80,12 @@ class ModelSchema:
             raise ValueError("feature names must be unique")
         if self.float_dtype not in ("float32", "float64"):
             raise ValueError(f"float_dtype must be float32 or float64; got {self.float_dtype!r}")
+
+    @property
+    def value_limit(self) -> float:
+        """Largest numeric magnitude accepted: the model's float type, or less if probed so."""
+        limit = float_limit(self.float_dtype)
+        return min(limit, self.max_abs) if self.max_abs is not None else limit
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -101,6 +109,7 @@ class ModelSchema:
             "classes": list(self.classes),
             "target": self.target,
             "float_dtype": self.float_dtype,
+            "max_abs": self.max_abs,
             "input_format": self.input_format,
             "extra": dict(self.extra),
         }
@@ -113,6 +122,7 @@ class ModelSchema:
             classes=tuple(d.get("classes", ())),
             target=d.get("target"),
             float_dtype=d.get("float_dtype", "float64"),
+            max_abs=d.get("max_abs"),
             input_format=d.get("input_format", "array"),
             extra=dict(d.get("extra", {})),
         )
@@ -123,6 +133,9 @@ class ModelSchema:
         for f in self.features:
             if f.kind == NUMERIC:
                 s: dict[str, Any] = {"type": "integer" if f.dtype == "int" else "number"}
+                limit = self.value_limit
+                if math.isfinite(limit):
+                    s["minimum"], s["maximum"] = -limit, limit
                 if f.minimum is not None and f.maximum is not None:
                     s["description"] = f"reference range [{f.minimum:g}, {f.maximum:g}]; outside is monitored, not rejected"
             else:

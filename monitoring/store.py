@@ -148,7 +148,7 @@ class WindowRecord:
     report: dict[str, Any] | None
 
 
-def _sqlite_setup(engine: Engine, timeout: float) -> None:
+def _sqlite_setup(engine: Engine, timeout: float, immediate: bool = True) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _):
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
@@ -160,7 +160,8 @@ def _sqlite_setup(engine: Engine, timeout: float) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock up front: no upgrade deadlocks
+        # writers take the write lock up front (no upgrade deadlocks); readers never lock
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 # -- prediction log, outcomes, performance ---------------------------------------------------
@@ -371,7 +372,7 @@ class _PredictionLog:
             return matched, expired
 
     def outcome_counts(self, model: str) -> dict[str, int]:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             rows = c.execute(select(outcomes.c.matched, outcomes.c.expired, func.count()).where(
                 outcomes.c.model == model).group_by(outcomes.c.matched, outcomes.c.expired)).all()
         out = {"matched": 0, "pending": 0, "expired": 0}
@@ -381,7 +382,7 @@ class _PredictionLog:
 
     def windows_to_score(self, model: str) -> list[tuple[int, float, int]]:
         """(window_id, newest outcome received_at, labelled rows) for windows with outcomes."""
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             return [(int(w), float(t), int(n)) for w, t, n in c.execute(
                 select(outcomes.c.window_id, func.max(outcomes.c.received_at), func.count()).where(and_(
                     outcomes.c.model == model, outcomes.c.matched.is_(True))).group_by(outcomes.c.window_id))]
@@ -406,7 +407,7 @@ class _PredictionLog:
             a[a == sentinel] = np.nan
             return a
 
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             pred_rows, out_rows = self._raw(c, q_pred), self._raw(c, q_out)
         n = len(pred_rows)
         empty = np.zeros(0)
@@ -434,7 +435,7 @@ class _PredictionLog:
 
     def _raw(self, c, query) -> list[tuple]:
         """Run a Core select on the DBAPI cursor (plain tuples, no per-row processing)."""
-        compiled = query.compile(dialect=self.engine.dialect)
+        compiled = query.compile(dialect=c.dialect)
         params = compiled.params
         if compiled.positiontup is not None:
             params = tuple(params[k] for k in compiled.positiontup)
@@ -460,19 +461,19 @@ class _PredictionLog:
                                                              performance.c.window_id == window_id)).values(**vals))
 
     def performance_state(self, model: str) -> dict[int, tuple[float, bool]]:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             return {int(w): (float(t), bool(f)) for w, t, f in c.execute(
                 select(performance.c.window_id, performance.c.computed_at, performance.c.final)
                 .where(performance.c.model == model))}
 
     def performance_windows(self, model: str, limit: int = 50) -> list[dict[str, Any]]:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             rows = c.execute(select(performance.c.result).where(performance.c.model == model)
                              .order_by(performance.c.window_id.desc()).limit(limit)).all()
         return [json.loads(r[0]) for r in rows]
 
     def window_prediction_count(self, model: str, window_id: int) -> int:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             return int(c.execute(select(func.count()).select_from(predictions).where(and_(
                 predictions.c.model == model, predictions.c.window_id == window_id))).scalar() or 0)
 
@@ -502,9 +503,12 @@ class Store(_PredictionLog):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
             self.engine = create_engine(url, connect_args={"timeout": connect_timeout})
             _sqlite_setup(self.engine, connect_timeout)
+            self.reader = create_engine(url, connect_args={"timeout": connect_timeout})
+            _sqlite_setup(self.reader, connect_timeout, immediate=False)
         else:
             args = {"connect_timeout": int(connect_timeout)} if url.startswith("postgresql") else {}
             self.engine = create_engine(url, pool_pre_ping=True, connect_args=args)
+            self.reader = self.engine
         self._create()
 
     def _create(self) -> None:
@@ -528,6 +532,8 @@ class Store(_PredictionLog):
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.reader is not self.engine:
+            self.reader.dispose()
 
     # -- row counter ---------------------------------------------------------------
     def reserve_rows(self, name: str, n: int) -> int:
@@ -546,7 +552,7 @@ class Store(_PredictionLog):
             return int(row[0]) - n
 
     def counter(self, name: str) -> int:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             v = c.execute(select(counters.c.value).where(counters.c.name == name)).scalar()
         return int(v or 0)
 
@@ -583,7 +589,7 @@ class Store(_PredictionLog):
         """Windows without a result that are complete (all their rows flushed), or stale
         (older than the current window and untouched since ``stale_before``: a worker
         died holding rows). Returns (window_id, rows_flushed, rows_expected)."""
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             agg = (select(window_partials.c.window_id, func.sum(window_partials.c.rows).label("rows"),
                           func.max(window_partials.c.updated_at).label("updated"))
                    .where(window_partials.c.model == model).group_by(window_partials.c.window_id)).subquery()
@@ -600,7 +606,7 @@ class Store(_PredictionLog):
             return sorted(out)
 
     def open_window_started(self, model: str, window_id: int) -> float | None:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             return c.execute(select(func.min(window_partials.c.first_at)).where(and_(
                 window_partials.c.model == model, window_partials.c.window_id == window_id))).scalar()
 
@@ -621,7 +627,7 @@ class Store(_PredictionLog):
                 return res.rowcount == 1
 
     def partials(self, model: str, window_id: int) -> list[Partial]:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             rows = c.execute(select(window_partials).where(and_(
                 window_partials.c.model == model, window_partials.c.window_id == window_id))).mappings().all()
         return [Partial(r["worker"], int(r["rows"]), r["first_at"], r["last_at"], json.loads(r["sketch"]),
@@ -644,7 +650,7 @@ class Store(_PredictionLog):
 
     def windows(self, model: str, limit: int = 50) -> list[WindowRecord]:
         """Evaluated windows, newest first."""
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             rows = c.execute(select(window_results).where(and_(window_results.c.model == model,
                                                                window_results.c.status == "done"))
                              .order_by(window_results.c.window_id.desc()).limit(limit)).mappings().all()

@@ -13,6 +13,7 @@ Exception tree::
 from __future__ import annotations
 
 import math
+from itertools import chain
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -26,7 +27,7 @@ MAX_REPORTED_ERRORS = 20
 MISSING_CODE = -1
 UNSEEN_CODE = -2
 
-_JSON_NUMBER = (int, float)
+_NUMBER_TYPES = frozenset((int, float))  # bool is deliberately not a number here
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,21 +121,31 @@ class Validator:
         self._features = frozenset(schema.names)
         self._numeric = schema.numeric
         self._categorical = schema.categorical
-        self._limit = float_limit(schema.float_dtype)
+        self._limit = schema.value_limit
+        self._numeric_names = [f.name for f in self._numeric]
+        self._int_cols = np.array([j for j, f in enumerate(self._numeric) if f.dtype == "int"], dtype=np.int64)
         self._cat_index = [{c: i for i, c in enumerate(f.categories)} for f in self._categorical]
         self._cat_type = [{"str": str, "int": int, "bool": bool}.get(f.dtype, str) for f in self._categorical]
 
+    def _overflow_message(self, v: float | None) -> str:
+        shown = "number" if v is None else f"{v:g}"
+        if self._limit < float_limit(self.schema.float_dtype):
+            return f"{shown} exceeds the largest magnitude the model takes ({self._limit:g})"
+        return f"{shown} overflows the model's {self.schema.float_dtype}"
+
     # -- structure -----------------------------------------------------------------
-    def _check_structure(self, instances: Any) -> list[FieldError]:
+    def _check_structure(self, instances: Any) -> tuple[list[FieldError], int]:
+        """(errors, how many more were counted but not built) for the batch's shape and keys."""
+        uncounted = 0
         if not isinstance(instances, list):
             return [FieldError(None, None, N.ERR_MALFORMED,
-                               f"'instances' must be an array of objects, got {_type_name(instances)}")]
+                               f"'instances' must be an array of objects, got {_type_name(instances)}")], 0
         n = len(instances)
         if n == 0:
-            return [FieldError(None, None, N.ERR_EMPTY_BATCH, "'instances' is empty; send at least one row")]
+            return [FieldError(None, None, N.ERR_EMPTY_BATCH, "'instances' is empty; send at least one row")], 0
         if n > self.max_rows:
             return [FieldError(None, None, N.ERR_TOO_MANY_ROWS,
-                               f"batch has {n} rows; at most {self.max_rows} are accepted")]
+                               f"batch has {n} rows; at most {self.max_rows} are accepted")], 0
         errors: list[FieldError] = []
         features, idf = self._features, self.id_field
         for i, row in enumerate(instances):
@@ -147,13 +158,19 @@ class Validator:
             present = set(keys)
             if idf is not None:
                 present.discard(idf)
-            for name in sorted(self._features - present):
+            missing = self._features - present
+            unknown = present - self._features
+            if len(errors) >= MAX_REPORTED_ERRORS:  # enough to report: count the rest cheaply
+                uncounted += len(missing) + len(unknown)
+                continue
+            for name in sorted(missing):
                 errors.append(FieldError(i, name, N.ERR_MISSING_FEATURE, "feature is missing"))
-            for name in sorted(present - self._features, key=str):
+            for name in sorted(unknown, key=str)[:MAX_REPORTED_ERRORS]:
                 errors.append(FieldError(i, str(name)[:100], N.ERR_UNKNOWN_FEATURE,
                                          "unknown feature; expected only the model's features"
                                          + (f" and {idf!r}" if idf else "")))
-        return errors
+            uncounted += max(0, len(unknown) - MAX_REPORTED_ERRORS)
+        return errors, uncounted
 
     # -- numeric -------------------------------------------------------------------
     def _numeric_column(self, instances: list[dict], spec, errors: list[FieldError]) -> np.ndarray:
@@ -177,8 +194,7 @@ class Validator:
                     try:
                         arr[i] = float(v)
                     except OverflowError:
-                        errors.append(FieldError(i, name, N.ERR_OVERFLOW,
-                                                 f"number is too large for the model's {self.schema.float_dtype}"))
+                        errors.append(FieldError(i, name, N.ERR_OVERFLOW, self._overflow_message(None)))
                         arr[i] = 0.0
                 else:
                     errors.append(FieldError(i, name, N.ERR_WRONG_TYPE,
@@ -195,12 +211,31 @@ class Validator:
         big = np.abs(arr) > self._limit
         if big.any():
             for i in np.flatnonzero(big & ~np.isinf(arr)):
-                errors.append(FieldError(int(i), name, N.ERR_OVERFLOW,
-                                         f"{arr[i]:g} overflows the model's {self.schema.float_dtype}"))
+                errors.append(FieldError(int(i), name, N.ERR_OVERFLOW, self._overflow_message(arr[i])))
         if spec.dtype == "int":
             frac = finite & (arr != np.floor(arr))
             for i in np.flatnonzero(frac):
                 errors.append(FieldError(int(i), name, N.ERR_WRONG_TYPE, f"expected an integer, got {arr[i]:g}"))
+        return arr
+
+    def _numeric_fast(self, instances: list[dict]) -> np.ndarray | None:
+        """The whole numeric block in one pass when every value is a plain finite number
+        within the model's float range (the common case); None sends the batch through
+        the per-column path, which names every problem."""
+        names = self._numeric_names
+        if not names:
+            return np.empty((len(instances), 0), dtype=np.float64)
+        rows = [[r[nm] for nm in names] for r in instances]
+        if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
+            return None
+        try:
+            arr = np.array(rows, dtype=np.float64)
+        except OverflowError:
+            return None
+        if not np.isfinite(arr).all() or (np.abs(arr) > self._limit).any():
+            return None
+        if self._int_cols.size and (arr[:, self._int_cols] != np.floor(arr[:, self._int_cols])).any():
+            return None
         return arr
 
     # -- categorical -----------------------------------------------------------------
@@ -241,24 +276,29 @@ class Validator:
         seen: set = set()
         for i, r in enumerate(instances):
             v = r.get(idf)
-            if v is not None and (type(v) not in (str, int) or (type(v) is str and not (0 < len(v) <= 256))):
-                errors.append(FieldError(i, idf, N.ERR_BAD_ID, "instance id must be a non-empty string (<= 256 chars) or an integer"))
+            if v is not None and (type(v) not in (str, int) or (type(v) is str and not (0 < len(v) <= 256))
+                                  or (type(v) is int and not -2**63 <= v < 2**63)):
+                errors.append(FieldError(i, idf, N.ERR_BAD_ID,
+                                         "instance id must be a non-empty string (<= 256 chars) or a 64-bit integer"))
             elif v is not None and v in seen:
                 errors.append(FieldError(i, idf, N.ERR_BAD_ID, "instance id repeats an earlier row of this batch"))
-            seen.add(v)
+            elif v is not None:
+                seen.add(v)
             ids.append(v)
         return tuple(ids)
 
     def validate(self, instances: Any) -> ValidatedBatch:
         """Return a :class:`ValidatedBatch` or raise :class:`ValidationFailed`."""
-        errors = self._check_structure(instances)
+        errors, uncounted = self._check_structure(instances)
         if errors:
             status = 413 if errors[0].kind == N.ERR_TOO_MANY_ROWS else 422
-            raise ValidationFailed(errors, status=status)
+            raise ValidationFailed(errors, total=len(errors) + uncounted, status=status)
         n = len(instances)
-        numeric = np.empty((n, len(self._numeric)), dtype=np.float64)
-        for j, spec in enumerate(self._numeric):
-            numeric[:, j] = self._numeric_column(instances, spec, errors)
+        numeric = self._numeric_fast(instances)
+        if numeric is None:  # something to report (or a null to allow): column by column
+            numeric = np.empty((n, len(self._numeric)), dtype=np.float64)
+            for j, spec in enumerate(self._numeric):
+                numeric[:, j] = self._numeric_column(instances, spec, errors)
         codes = np.empty((n, len(self._categorical)), dtype=np.int32)
         categorical: dict[str, np.ndarray] = {}
         for j, spec in enumerate(self._categorical):

@@ -103,6 +103,10 @@ class WindowManager:
         self.after_tick = after_tick
         self._log_rows: deque[dict] = deque()
         self._log_dropped = 0
+        #: seal and close checks run at most this often (or when this worker fills a window)
+        self.check_interval = min(1.0, flush_interval * 2) if flush_interval else 0.0
+        self._last_check = 0.0
+        self._window_filled = False
 
     # -- called from the request path (cheap, thread-safe) -----------------------------
     def note_rejection(self, kind: str) -> None:
@@ -135,8 +139,11 @@ class WindowManager:
             self._assign(now)
             self._write_log()
             self._write_partials(now)
-            self._seal_if_old(now)
-            self._evaluate_ready(now)
+            if now - self._last_check >= self.check_interval or self._window_filled:
+                self._last_check = now
+                self._window_filled = False
+                self._seal_if_old(now)
+                self._evaluate_ready(now)
         except SQLAlchemyError as exc:  # the store is down or locked: keep rows, retry next time
             self._store_errors += 1
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
@@ -195,6 +202,8 @@ class WindowManager:
             win.last_at = max(win.last_at, float(times[a:b].max()))
             win.dirty = True
             seq = stop
+        if end // self.window_rows > start // self.window_rows:
+            self._window_filled = True  # a window boundary passed: look for closable windows now
         self._current = max(self._current, (end - 1) // self.window_rows)
 
     def _write_log(self) -> None:
@@ -310,15 +319,15 @@ class PredictionLogger:
 
         return hashlib.sha256(f"{self.salt}|{v}".encode()).hexdigest()[:16]
 
-    def features(self, item: MonitorItem, i: int) -> str:
+    def features(self, item: MonitorItem, i: int, numeric_row: list | None = None) -> str:
         import json
         import math
 
         out = {}
-        for j, name in enumerate(self._num):
+        row = numeric_row if numeric_row is not None else item.batch.numeric[i].tolist()
+        for name, v in zip(self._num, row):
             if self.privacy.get(name) == "drop":
                 continue
-            v = float(item.batch.numeric[i, j])
             out[name] = None if math.isnan(v) else self._value(name, v)
         for name in self._cat:
             if self.privacy.get(name) == "drop":
@@ -336,6 +345,7 @@ class PredictionLogger:
             sampled = self._rng.random(item.n_rows) < self.sample_rate if self.sample_rate < 1 else None
             ids = item.batch.instance_ids
             proba32 = item.proba.astype(np.float32) if item.proba is not None else None
+            numeric_rows = item.batch.numeric.tolist() if self.sample_rate > 0 else None
             for i in range(item.n_rows):
                 keep = sampled is None or sampled[i]
                 rows.append({
@@ -347,7 +357,7 @@ class PredictionLogger:
                     "value": None if classification else float(item.labels[i]),
                     "proba": proba32[i].tobytes() if proba32 is not None else None,
                     "trace_id": item.trace_id,
-                    "features": self.features(item, i) if (keep and self.sample_rate > 0) else None,
+                    "features": self.features(item, i, numeric_rows[i]) if (keep and self.sample_rate > 0) else None,
                 })
                 seq += 1
         return rows

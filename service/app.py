@@ -28,7 +28,8 @@ log = logging.getLogger("vigil.service")
 SETTINGS = load_settings()
 SCHEMA = read_schema(SETTINGS.model)
 # Before BentoML builds its ASGI app: one tracer provider for its spans and ours.
-TELEMETRY = telemetry.install({"vigil.model": SETTINGS.model}, export_timeout=SETTINGS.otel_export_timeout)
+TELEMETRY = telemetry.install({"vigil.model": SETTINGS.model}, export_timeout=SETTINGS.otel_export_timeout,
+                              keep_asgi_events=SETTINGS.trace_asgi_events)
 
 _INSTANCES_SCHEMA = {
     "type": "array",
@@ -126,7 +127,8 @@ class MonitoredModel:
             self.loaded.adapter = ModelAdapter(self.loaded.adapter.model, self.schema,
                                                decision_threshold=SETTINGS.decision_threshold)
         self.tracer = TELEMETRY.tracer()
-        self.metrics = Metrics(meter=TELEMETRY.meter(), domains={
+        # without a metrics exporter the OTel side would only cost time: Prometheus alone then
+        self.metrics = Metrics(meter=TELEMETRY.meter() if TELEMETRY.metrics_exporting else None, domains={
             N.DOMAIN_FEATURES: self.schema.names, N.DOMAIN_CLASSES: [str(c) for c in self.schema.classes]})
         TELEMETRY.drops.bind(self.metrics)
         self.validator = Validator(self.schema, SETTINGS.max_batch_rows, SETTINGS.instance_id_field)

@@ -36,6 +36,42 @@ async def _send_json(send: Callable, status: int, body: dict[str, Any], headers:
     await send({"type": "http.response.body", "body": payload})
 
 
+_JSON_TYPES = (b"", b"application/json", b"text/plain")
+
+
+def _json_errors(send: Callable) -> Callable:
+    """Wrap ``send`` so that every 4xx/5xx leaves as JSON ``{"error": ...}`` (Starlette's
+    own 404/405 are plain text), keeping headers such as ``Allow``."""
+    held: dict[str, Any] = {}
+
+    async def wrapped(message):
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", [])
+            ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+            if message["status"] >= 400 and not ctype.startswith(b"application/json"):
+                held["start"], held["body"] = message, []
+                return
+            return await send(message)
+        if message["type"] == "http.response.body" and "start" in held:
+            held["body"].append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            start = held.pop("start")
+            text = b"".join(held.pop("body")).decode("utf-8", "replace").strip()
+            from http import HTTPStatus
+
+            phrase = HTTPStatus(start["status"]).phrase if start["status"] in HTTPStatus._value2member_map_ else "Error"
+            payload = json.dumps({"error": text[:500] or phrase}).encode()
+            headers = [(k, v) for k, v in start.get("headers", [])
+                       if k.lower() not in (b"content-type", b"content-length")]
+            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+            await send({**start, "headers": headers})
+            return await send({"type": "http.response.body", "body": payload})
+        return await send(message)
+
+    return wrapped
+
+
 class VigilMiddleware:
     """Options: ``runtime`` (object with ``.metrics`` and ``.settings`` once the service is up)."""
 
@@ -46,6 +82,7 @@ class VigilMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        send = _json_errors(send)
         endpoint = endpoint_of(scope.get("path", ""))
         settings = self.runtime.settings
         if endpoint is None or settings is None:
@@ -78,6 +115,18 @@ class VigilMiddleware:
                     status_holder[0] = 401
                     return await _send_json(send, 401, {"error": "missing or wrong bearer token"},
                                             [(b"www-authenticate", b"Bearer")])
+            # only JSON bodies reach the parser (BentoML would 500 on a broken multipart form)
+            if endpoint in ("predict", "feedback") and scope.get("method") == "POST":
+                ctype = b""
+                for k, v in scope.get("headers", ()):
+                    if k == b"content-type":
+                        ctype = v.split(b";")[0].strip().lower()
+                        break
+                if ctype not in _JSON_TYPES:
+                    count_rejection(N.ERR_MALFORMED)
+                    status_holder[0] = 415
+                    return await _send_json(send, 415, {
+                        "error": f"unsupported content type {ctype.decode('latin-1')[:80]!r}; send application/json"})
             # body size: a declared length is checked before anything is read; a body
             # without one (chunked) is read here up to the limit and then replayed.
             limit = settings.max_body_bytes

@@ -88,8 +88,11 @@ def _span_exporter_safe(exporter, drops: DropCounter):
     return SafeSpanExporter()
 
 
-def _counting_processor(processor, drops: DropCounter):
-    """Count spans the batch processor drops because its bounded queue is full."""
+def _counting_processor(processor, drops: DropCounter, keep_asgi_events: bool = False):
+    """Count spans the batch processor drops because its bounded queue is full, and (by
+    default) leave out the ASGI instrumentation's per-message spans ("http receive",
+    "http send"): three of BentoML's five spans a request, which carry no more than the
+    server span's own timing and status, yet cost as much to export as the rest."""
     from opentelemetry.sdk.trace import SpanProcessor
 
     inner = getattr(processor, "_batch_processor", None)
@@ -102,6 +105,8 @@ def _counting_processor(processor, drops: DropCounter):
 
         def on_end(self, span) -> None:
             if not span.context.trace_flags.sampled:
+                return
+            if not keep_asgi_events and span.attributes and "asgi.event.type" in span.attributes:
                 return
             if queue is not None and cap is not None and len(queue) >= cap:
                 drops.add("spans", 1)
@@ -205,7 +210,7 @@ class Telemetry:
 
 
 def build(resource_attributes: dict[str, Any] | None = None, span_exporter=None, metric_reader=None,
-          export_timeout: float = 5.0) -> Telemetry:
+          export_timeout: float = 5.0, keep_asgi_events: bool = False) -> Telemetry:
     """Build providers from ``OTEL_*`` (or from the explicit test doubles given)."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -228,7 +233,7 @@ def build(resource_attributes: dict[str, Any] | None = None, span_exporter=None,
     if exporting:
         exporter = span_exporter if span_exporter is not None else _span_exporter(trace_kind, export_timeout)
         bsp = BatchSpanProcessor(_span_exporter_safe(exporter, drops), export_timeout_millis=export_timeout * 1000)
-        tp.add_span_processor(_counting_processor(bsp, drops))
+        tp.add_span_processor(_counting_processor(bsp, drops, keep_asgi_events))
 
     readers = []
     metric_kind = "explicit" if metric_reader is not None else _exporter_kind("METRICS")
@@ -242,7 +247,7 @@ def build(resource_attributes: dict[str, Any] | None = None, span_exporter=None,
 
 
 def install(resource_attributes: dict[str, Any] | None = None, export_timeout: float = 5.0,
-            span_exporter=None, metric_reader=None) -> Telemetry:
+            span_exporter=None, metric_reader=None, keep_asgi_events: bool = False) -> Telemetry:
     """Build the process's providers once and wire them into BentoML and the OTel globals.
 
     Must run before BentoML builds its ASGI app (i.e. at service-module import in the
@@ -255,7 +260,7 @@ def install(resource_attributes: dict[str, Any] | None = None, export_timeout: f
         from opentelemetry import metrics, trace
 
         tel = build(resource_attributes, span_exporter=span_exporter, metric_reader=metric_reader,
-                    export_timeout=export_timeout)
+                    export_timeout=export_timeout, keep_asgi_events=keep_asgi_events)
         try:
             from bentoml._internal.configuration.containers import BentoMLContainer
 

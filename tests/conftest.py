@@ -86,7 +86,7 @@ def model_files(tmp_path_factory) -> dict[str, Path]:
     valid.to_parquet(d / "bc_valid.parquet")
     tree = DecisionTreeClassifier(max_depth=4, random_state=0).fit(X.to_numpy(), y)
     joblib.dump(tree, d / "tree.joblib")
-    exploding = ExplodingClassifier(tree, limit=1000.0)
+    exploding = ExplodingClassifier(tree, trigger=4242.0)
     joblib.dump(exploding, d / "exploding.joblib")
     cat = categorical_frame()
     cat.iloc[:300].to_csv(d / "cat_train.csv", index=False)

@@ -11,7 +11,7 @@ def test_precedence_argument_env_file_default(tmp_path):
     assert s.window_rows == 30          # argument beats env
     assert s.window_seconds == 8        # env beats file
     assert s.max_batch_rows == 3        # file beats default
-    assert s.log_sample_rate == 1.0     # default
+    assert s.log_sample_rate == 0.1     # default
 
 
 def test_unknown_file_key_is_an_error(tmp_path):

@@ -112,3 +112,18 @@ def test_register_handles_data_in_chunks(tmp_path, model_files, monkeypatch):
     assert m.profile.rows == 341  # every row counted across 7 chunks
     assert len(json.loads((m.path / "vigil.json").read_text())["schema"]["features"]) == 30
     assert len(calls) >= 2
+
+
+def test_registration_probes_the_largest_magnitude_the_model_takes(demo_tags):
+    from monitoring.validation import ValidationFailed, Validator
+
+    m = load(demo_tags["classifier"])
+    # the scaler divides by scales below 1, so float64's maximum would overflow to inf
+    assert m.schema.max_abs is not None and 1e39 <= m.schema.value_limit < 1.7e308
+    row = {n: 1.0 for n in m.schema.names}
+    v = Validator(m.schema, 10)
+    v.validate([{**row, "mean_radius": m.schema.value_limit}])
+    with pytest.raises(ValidationFailed, match="largest magnitude"):
+        v.validate([{**row, "mean_radius": m.schema.value_limit * 10}])
+    spec = m.schema.json_schema()["properties"]["mean_radius"]
+    assert spec["maximum"] == m.schema.value_limit and spec["minimum"] == -m.schema.value_limit

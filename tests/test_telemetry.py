@@ -97,3 +97,20 @@ def test_full_span_queue_drops_are_counted_and_shutdown_is_bounded(monkeypatch):
     assert tel.shutdown(timeout=1.0) is False
     assert time.perf_counter() - start < 2.0
     exp.release.set()
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_asgi_message_spans_are_left_out_unless_asked_for(keep):
+    exp = InMemorySpanExporter()
+    tel = telemetry.build(span_exporter=exp, keep_asgi_events=keep)
+    tracer = tel.tracer()
+    with tracer.start_as_current_span("POST /predict"):
+        with tracer.start_as_current_span("POST /predict http send", attributes={"asgi.event.type": "http.response.body"}):
+            pass
+        with tracer.start_as_current_span("vigil.validate"):
+            pass
+    tel.tracer_provider.force_flush()
+    names = sorted(s.name for s in exp.get_finished_spans())
+    expected = ["POST /predict", "vigil.validate"] + (["POST /predict http send"] if keep else [])
+    assert names == sorted(expected)
+    assert tel.drops.counts["spans"] == 0  # left out by design, not dropped

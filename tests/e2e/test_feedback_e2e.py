@@ -137,7 +137,7 @@ def test_feedback_by_caller_ids_and_bad_feedback(tmp_path, demo_tags, demo_rows)
 
 
 def test_privacy_rules_keep_values_out_of_the_log_and_spans(tmp_path, demo_tags, demo_rows):
-    env = {"VIGIL_MODEL": demo_tags["classifier"], "OTEL_TRACES_EXPORTER": "console",
+    env = {"VIGIL_MODEL": demo_tags["classifier"], "OTEL_TRACES_EXPORTER": "console", "VIGIL_LOG_SAMPLE_RATE": "1",
            "VIGIL_PRIVACY": json.dumps({"mean_radius": "drop", "mean_texture": "hash"})}
     secret_row = {**demo_rows[0], "mean_radius": 12.3456789, "mean_texture": 21.0987654}
     with serve(tmp_path, env) as server, server.client() as c:

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -212,14 +213,16 @@ def _fuzz(server, schema) -> None:
     headers = {"X-Request-ID": "fuzz"}
     checks = [not_a_server_error, error_body_is_json]
     modes = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
-    failures: dict[tuple, list] = {}  # distinct problem -> [first reproduction, where it was seen]
+    failures: dict[tuple, list] = {}  # distinct problem -> [a reproduction, where it was seen]
     positive_rejections: dict[str, int] = {}  # schema-valid requests the service still refused
+    session = requests.Session()  # keep-alive: the server's answers, not connection setup, dominate
 
     def send(op, case, where: str, statuses: dict[int, int]) -> None:
-        response = case.call(base_url=server.url, headers=headers, timeout=60)
+        response = case.call(base_url=server.url, session=session, headers=headers, timeout=60)
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         if where == "positive" and case.method == "POST" and 400 <= response.status_code < 500:
-            positive_rejections[_summary(response.content)] = positive_rejections.get(_summary(response.content), 0) + 1
+            why = _summary(response.content)
+            positive_rejections[why] = positive_rejections.get(why, 0) + 1
         try:
             case.validate_response(response, checks=checks, headers=headers)
         except (AssertionError, FailureGroup) as exc:
@@ -252,6 +255,7 @@ def _fuzz(server, schema) -> None:
             print(f"{op.label} [{mode.value}] statuses: {dict(sorted(statuses.items()))}")
     if positive_rejections:
         print("schema-valid bodies refused:", json.dumps(positive_rejections, indent=1, ensure_ascii=False))
+    session.close()
     report = [f"{text}\n    seen for: {', '.join(sorted(seen))}" for text, seen in failures.values()]
     assert not failures, f"{len(failures)} distinct problem(s):\n\n" + "\n\n".join(report)
 
@@ -374,19 +378,24 @@ def test_unicode_and_odd_category_values(cat_server, alive, value, statuses):
     assert_alive(cat_server, alive["cat"])
 
 
-@pytest.mark.parametrize("name, body", [
-    # the parser keeps the last of duplicate keys: whatever it keeps is then validated
-    ("dup feature, last valid", '{"instances": [{"color": "purple", "size": 1.0, "weight": null, "color": "red"}]}'),
-    ("dup feature, last invalid", '{"instances": [{"color": "red", "size": 1.0, "weight": null, "color": "blue\\u0000"}]}'),
-    ("dup feature, last wrong type", '{"instances": [{"size": 1.0, "size": "big", "weight": null, "color": "red"}]}'),
-    ("dup instances", '{"instances": 5, "instances": [{"color": "red", "size": 1.0, "weight": null}]}'),
-    ("dup instances, last bad", '{"instances": [{"color": "red", "size": 1.0, "weight": null}], "instances": null}'),
-    ("dup unknown key", '{"instances": [{"color": "red", "size": 1.0, "weight": null, "zz": 1, "zz": 2}]}'),
-], ids=lambda v: v if not v.startswith("{") else "")
-def test_duplicate_json_keys(cat_server, alive, name, body):
+_REST = '"size": 1.0, "weight": null'  # the rest of a valid categorical row, as JSON text
+
+
+@pytest.mark.parametrize("body, last_wins", [
+    ('{"instances": [{"color": "purple", ' + _REST + ', "color": "red"}]}', 200),
+    ('{"instances": [{"color": "red", ' + _REST + ', "color": "blue\\u0000"}]}', 422),
+    ('{"instances": [{"size": 1.0, "size": "big", "weight": null, "color": "red"}]}', 422),
+    ('{"instances": 5, "instances": [{"color": "red", ' + _REST + '}]}', 200),
+    ('{"instances": [{"color": "red", ' + _REST + '}], "instances": null}', 422),
+    ('{"instances": [{"color": "red", ' + _REST + ', "zz": 1, "zz": 2}]}', 422),
+], ids=["feature, last valid", "feature, last unseen", "feature, last wrong type", "instances, last valid",
+        "instances, last null", "unknown key twice"])
+def test_duplicate_json_keys(cat_server, alive, body, last_wins):
+    """The parser keeps the last of duplicate keys, which is then validated as usual (a
+    server that refused duplicate keys outright with a 400 would be fine too)."""
     with cat_server.client() as c:
         r = check(c.post("/predict", content=body.encode(), headers=JSON))
-    assert r.status_code in (200, 400, 422), r.text
+    assert r.status_code in (last_wins, 400), r.text
     assert_alive(cat_server, alive["cat"])
 
 
