@@ -69,6 +69,8 @@ class Settings(BaseModel):
     label_max_delay_seconds: float = Field(7 * 24 * 3600, gt=0,
                                            description="A window's performance is final after this long...")
     label_coverage_target: float = Field(0.95, gt=0, le=1, description="...or once this share of it is labelled.")
+    retention_days: float | None = Field(90.0, gt=0, description="Delete logged predictions, outcomes and window "
+                                                                "results older than this (None: keep all).")
     performance_interval: float = Field(5.0, gt=0, description="Seconds between performance scoring passes.")
     monitor_queue_batches: int = Field(4096, ge=1, description="Bound of the monitor hand-off queue.")
     system_metrics_interval: float = Field(5.0, gt=0, description="Seconds between system metric samples.")

@@ -9,7 +9,7 @@ import numpy as np
 
 
 def classification_metrics(y_true: Sequence[Any], y_pred: Sequence[Any], proba: np.ndarray | None,
-                           classes: Sequence[Any]) -> dict[str, float]:
+                           classes: Sequence[Any], per_class: bool = False) -> dict[str, Any]:
     """Accuracy, macro precision/recall/F1, and ROC AUC and log loss when probabilities exist.
 
     Metrics that are undefined for the data (e.g. AUC with a single class present) are
@@ -29,6 +29,10 @@ def classification_metrics(y_true: Sequence[Any], y_pred: Sequence[Any], proba: 
         p, r, f, _ = skm.precision_recall_fscore_support(y_idx, p_idx, labels=list(range(k)), average="macro",
                                                          zero_division=0)
     out.update(precision=float(p), recall=float(r), f1=float(f))
+    if per_class:
+        pc, rc, fc, sup = skm.precision_recall_fscore_support(y_idx, p_idx, labels=list(range(k)), zero_division=0)
+        out["per_class"] = {str(labels[i]): {"precision": float(pc[i]), "recall": float(rc[i]), "f1": float(fc[i]),
+                                             "support": int(sup[i])} for i in range(k)}
     if proba is not None and len(np.unique(y_idx)) > 1 and (y_idx < k).all():
         if k == 2:
             out["roc_auc"] = float(skm.roc_auc_score(y_idx, proba[:, 1]))
@@ -250,7 +254,8 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def window_performance(task: str, window_id: int, data: dict, baseline: Baseline | None, cbpe: Cbpe | None,
-                       config: PerformanceConfig, n_classes: int, now: float, window_end: float | None) -> dict:
+                       config: PerformanceConfig, n_classes: int, now: float, window_end: float | None,
+                       class_names: Sequence[Any] | None = None) -> dict:
     """Everything ``GET /monitoring/performance`` shows for one window (JSON-ready)."""
     n = int(data["n"])
     lab = data["labelled"]
@@ -287,6 +292,11 @@ def window_performance(task: str, window_id: int, data: dict, baseline: Baseline
         p = None if proba is None else proba[lab]
         realized = _metrics(task, y_true, y_pred, p, n_classes)
         out["realized"] = realized
+        if task == "classification":
+            per = classification_metrics(list(y_true), list(y_pred), None, list(range(n_classes)),
+                                         per_class=True)["per_class"]
+            names = list(class_names) if class_names is not None else list(range(n_classes))
+            out["per_class"] = {str(names[int(i)]): v for i, v in per.items()}
     else:
         realized = {}
         out["realized"] = None

@@ -101,11 +101,15 @@ class Profile:
     def update(self, numeric: np.ndarray, codes: np.ndarray, *, class_codes: np.ndarray | None = None,
                proba: np.ndarray | None = None, values: np.ndarray | None = None,
                mv_errors: np.ndarray | None = None) -> None:
-        """Add a columnar batch (columns in schema order, as the validator builds them)."""
-        for j, sketch in enumerate(self.numeric.values()):
-            sketch.update(numeric[:, j])
-        for j, sketch in enumerate(self.categorical.values()):
-            sketch.update(codes[:, j])
+        """Add a columnar batch (columns in schema order, as the validator builds them).
+
+        Vectorised across features: one pass over the matrix for missing values, moments
+        and ranges, one ``bincount`` for every numeric histogram and one for every
+        category table; only the per-feature bin search stays a loop."""
+        if self.numeric:
+            _update_numeric_block(list(self.numeric.values()), numeric)
+        if self.categorical:
+            _update_categorical_block(list(self.categorical.values()), codes)
         self.predictions.update(class_codes, proba, values)
         if self.multivariate is not None and mv_errors is not None:
             self.multivariate.update(mv_errors)
@@ -141,6 +145,55 @@ class Profile:
             multivariate=None if d.get("multivariate") is None else NumericSketch.from_dict(d["multivariate"]),
             detector=None if d.get("detector") is None else PcaDetector.from_dict(d["detector"]),
         )
+
+
+def _update_numeric_block(sketches: list[NumericSketch], X: np.ndarray) -> None:
+    X = np.asarray(X, dtype=np.float64)
+    if X.shape[0] == 0:
+        return
+    Xt = np.ascontiguousarray(X.T)  # one copy: each feature's values contiguous
+    nan = np.isnan(Xt)
+    any_nan = nan.any()
+    n_ok = Xt.shape[1] - nan.sum(axis=1) if any_nan else np.full(Xt.shape[0], Xt.shape[1])
+    filled = np.where(nan, 0.0, Xt) if any_nan else Xt
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        sums = filled.sum(axis=1)
+        means = np.where(n_ok > 0, sums / np.maximum(n_ok, 1), 0.0)
+        dev = np.where(nan, 0.0, Xt - means[:, None]) if any_nan else Xt - means[:, None]
+        m2s = (dev * dev).sum(axis=1)
+    mins = np.where(nan, np.inf, Xt).min(axis=1) if any_nan else Xt.min(axis=1)
+    maxs = np.where(nan, -np.inf, Xt).max(axis=1) if any_nan else Xt.max(axis=1)
+    width = max(s.counts.size for s in sketches)
+    flat = np.empty(Xt.shape, dtype=np.int64)
+    for j, s in enumerate(sketches):
+        flat[j] = np.searchsorted(s.edges, Xt[j], side="right") + j * width
+    if any_nan:
+        flat = flat[~nan]
+    counts = np.bincount(flat.ravel(), minlength=width * len(sketches)).reshape(len(sketches), width)
+    for j, s in enumerate(sketches):
+        nb = int(n_ok[j])
+        s.missing += Xt.shape[1] - nb
+        if nb == 0:
+            continue
+        s.counts += counts[j, : s.counts.size]
+        s._merge_moments(nb, float(means[j]), float(m2s[j]))
+        if mins[j] < s.minimum:
+            s.minimum = float(mins[j])
+        if maxs[j] > s.maximum:
+            s.maximum = float(maxs[j])
+
+
+def _update_categorical_block(sketches: list[CategoricalSketch], codes: np.ndarray) -> None:
+    C = np.asarray(codes)
+    if C.shape[0] == 0:
+        return
+    width = max(s.n_categories for s in sketches) + 2  # + missing (-1) and unseen (-2) slots
+    shifted = (C + 2) + np.arange(len(sketches)) * width  # -2 -> 0, -1 -> 1, k -> k + 2
+    counts = np.bincount(shifted.ravel(), minlength=width * len(sketches)).reshape(len(sketches), width)
+    for j, s in enumerate(sketches):
+        s.unseen += int(counts[j, 0])
+        s.missing += int(counts[j, 1])
+        s.counts += counts[j, 2: 2 + s.n_categories]
 
 
 def edges_from_sample(schema: ModelSchema, numeric_sample: np.ndarray, n_bins: int = DEFAULT_BINS) -> dict[str, np.ndarray]:

@@ -216,22 +216,37 @@ class _PredictionLog:
     engine: Engine
 
     def log_predictions(self, rows: list[dict[str, Any]]) -> None:
-        """Insert prediction rows (one transaction); a row already logged is skipped."""
+        """Insert prediction rows in one transaction; a row already logged (a retried
+        flush) is skipped by the database (ON CONFLICT DO NOTHING). Goes through the
+        driver's ``executemany``: SQLAlchemy's per-row parameter handling would cost more
+        than the insert itself."""
         if not rows:
             return
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        elif dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:  # other databases: the portable (slower) path
+            with self.engine.begin() as c:
+                for part in _chunks(rows, 1000):
+                    c.execute(insert(predictions), part)
+            return
+        stmt = dialect_insert(predictions).on_conflict_do_nothing(
+            index_elements=[predictions.c.model, predictions.c.request_id, predictions.c.row_index])
+        compiled = stmt.compile(dialect=self.engine.dialect, column_keys=list(rows[0]))
+        sql = str(compiled)
+        order = compiled.positiontup
         with self.engine.begin() as c:
-            for part in _chunks(rows, 1000):
-                try:
-                    with c.begin_nested():
-                        c.execute(insert(predictions), part)
-                except IntegrityError:  # a retried flush: insert the ones not there yet
-                    keys = {(r["request_id"], r["row_index"]) for r in part}
-                    have = set(c.execute(select(predictions.c.request_id, predictions.c.row_index).where(and_(
-                        predictions.c.model == part[0]["model"],
-                        tuple_(predictions.c.request_id, predictions.c.row_index).in_(list(keys))))).all())
-                    rest = [r for r in part if (r["request_id"], r["row_index"]) not in have]
-                    if rest:
-                        c.execute(insert(predictions), rest)
+            cur = c.connection.driver_connection.cursor()
+            try:
+                for part in _chunks(rows, 5000):
+                    if order is not None:
+                        cur.executemany(sql, [tuple(r[k] for k in order) for r in part])
+                    else:
+                        cur.executemany(sql, part)
+            finally:
+                cur.close()
 
     def _resolve(self, c, model: str, items: list[OutcomeIn]) -> dict[str, tuple[str, int, int, int]]:
         """Map okey -> (request_id, row_index, window_id, seq) for outcomes whose prediction is logged.
@@ -472,10 +487,35 @@ class _PredictionLog:
                              .order_by(performance.c.window_id.desc()).limit(limit)).all()
         return [json.loads(r[0]) for r in rows]
 
+    def purge(self, model: str, before: float) -> dict[str, int]:
+        """Retention: delete this model's rows older than ``before`` (see :func:`_purge`)."""
+        return _purge(self.engine, model, before)
+
     def window_prediction_count(self, model: str, window_id: int) -> int:
         with self.reader.connect() as c:
             return int(c.execute(select(func.count()).select_from(predictions).where(and_(
                 predictions.c.model == model, predictions.c.window_id == window_id))).scalar() or 0)
+
+
+def _purge(engine: Engine, model: str, before: float) -> dict[str, int]:
+    """Delete what is older than ``before`` (epoch seconds): predictions by prediction time,
+    their outcomes, expired outcomes, and performance/window results of windows whose
+    predictions are all gone. Returns the rows deleted per table."""
+    out = {}
+    with engine.begin() as c:
+        oldest_kept = c.execute(select(func.min(predictions.c.window_id)).where(and_(
+            predictions.c.model == model, predictions.c.predicted_at >= before))).scalar()
+        out["predictions"] = c.execute(delete(predictions).where(and_(
+            predictions.c.model == model, predictions.c.predicted_at < before))).rowcount
+        out["outcomes"] = c.execute(delete(outcomes).where(and_(
+            outcomes.c.model == model, outcomes.c.received_at < before))).rowcount
+        if oldest_kept is not None:
+            out["performance"] = c.execute(delete(performance).where(and_(
+                performance.c.model == model, performance.c.window_id < oldest_kept))).rowcount
+            out["window_results"] = c.execute(delete(window_results).where(and_(
+                window_results.c.model == model, window_results.c.window_id < oldest_kept,
+                window_results.c.status == "done"))).rowcount
+    return out
 
 
 def _parse_okey(okey: str) -> OutcomeIn | None:

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 class PerformanceTracker:
     def __init__(self, store: Store, model: str, task: str, n_classes: int, baseline: Baseline | None,
                  cbpe: Cbpe | None, config: PerformanceConfig, *, interval: float = 5.0,
-                 outcome_ttl: float = 30 * 24 * 3600.0, metrics=None,
-                 publish: Callable[[dict], None] | None = None, clock: Callable[[], float] = time.time):
+                 outcome_ttl: float = 30 * 24 * 3600.0, retention: float | None = None, metrics=None,
+                 publish: Callable[[dict], None] | None = None, clock: Callable[[], float] = time.time,
+                 class_names=None):
         self.store = store
         self.model = model
         self.task = task
@@ -36,7 +37,10 @@ class PerformanceTracker:
         self.metrics = metrics
         self.publish = publish
         self.clock = clock
+        self.class_names = class_names
         self._last = 0.0
+        self.retention = retention
+        self._last_purge = 0.0
         self.errors = 0
         self.last_error: str | None = None
 
@@ -55,6 +59,11 @@ class PerformanceTracker:
                 self.metrics[N.M_MONITOR_ERRORS].add(1)
 
     def _run(self, now: float) -> None:
+        if self.retention is not None and now - self._last_purge >= 3600:
+            self._last_purge = now
+            deleted = self.store.purge(self.model, now - self.retention)
+            if any(deleted.values()):
+                log.info("retention: deleted %s", deleted)
         matched, expired = self.store.match_pending(self.model, now - self.outcome_ttl)
         if expired and self.metrics is not None:
             self.metrics[N.M_OUTCOMES_EXPIRED].add(expired)
@@ -75,7 +84,7 @@ class PerformanceTracker:
             if data["n"] == 0:
                 continue
             res = window_performance(self.task, wid, data, self.baseline, self.cbpe, self.config, self.k, now,
-                                     todo[wid] if todo[wid] is not None else closed.get(wid))
+                                     todo[wid] if todo[wid] is not None else closed.get(wid), self.class_names)
             self.store.save_performance(self.model, wid, res, res["final"], res["labelled"], now)
             if self.publish is not None:
                 try:

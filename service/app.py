@@ -149,8 +149,9 @@ class MonitoredModel:
                 and len(set(y_true.tolist())) > 1 else None)
         self.tracker = PerformanceTracker(
             self.store, self.loaded.tag, self.schema.task, k, self.baseline, cbpe, pconf,
-            interval=SETTINGS.performance_interval, outcome_ttl=SETTINGS.outcome_ttl_seconds, metrics=self.metrics,
-            publish=lambda result: publish_performance(self.metrics, result))
+            interval=SETTINGS.performance_interval, outcome_ttl=SETTINGS.outcome_ttl_seconds,
+            retention=None if SETTINGS.retention_days is None else SETTINGS.retention_days * 86400, metrics=self.metrics,
+            publish=lambda result: publish_performance(self.metrics, result), class_names=self.schema.classes)
         self.windows = WindowManager(
             self.store, self.loaded.tag, self.loaded.profile, self.evaluator, window_rows=SETTINGS.window_rows,
             window_seconds=SETTINGS.window_seconds, task=self.schema.task, metrics=self.metrics,

@@ -206,3 +206,15 @@ def test_group_commit_failure_reaches_every_waiter(tmp_path):
     gc = GroupCommitter(s, "m")
     with pytest.raises(OperationalError):
         gc.submit(outs("x", [1]), timeout=10)
+
+
+def test_retention_deletes_old_rows_only(store):
+    m = model()
+    log(store, m, "old", 3, window=0, t=NOW - 1000)
+    log(store, m, "new", 2, window=1, t=NOW)
+    store.ingest_outcomes(m, outs("old", [1, 0, 1]), NOW - 1000)
+    store.ingest_outcomes(m, outs("new", [1, 1]), NOW)
+    deleted = store.purge(m, before=NOW - 500)
+    assert deleted["predictions"] == 3 and deleted["outcomes"] == 3
+    assert store.window_prediction_count(m, 0) == 0 and store.window_prediction_count(m, 1) == 2
+    assert store.outcome_counts(m)["matched"] == 2

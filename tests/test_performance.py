@@ -139,3 +139,13 @@ def test_regression_window():
 def test_config_checks_floors():
     with pytest.raises(ValueError, match="unknown metric"):
         PerformanceConfig(floors={"acc": 0.9})
+
+
+def test_per_class_metrics_use_class_names(fitted):
+    baseline, cbpe = fitted
+    y, pred, proba = calibrated_data(np.random.default_rng(9), 300)
+    res = window_performance("classification", 0, window_data(y, pred, proba), baseline, cbpe, CFG, 2, 1e9, None,
+                             class_names=("ham", "spam"))
+    assert set(res["per_class"]) == {"ham", "spam"}
+    assert res["per_class"]["spam"]["recall"] == pytest.approx(skm.recall_score(y, pred))
+    assert res["per_class"]["ham"]["support"] == int((y == 0).sum())

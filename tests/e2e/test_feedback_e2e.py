@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import threading
 import time
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 
 from monitoring.store import Store
-from tests.support.server import serve
+from tests.support.server import kill_hard, serve
 
 pytestmark = pytest.mark.e2e
 PG = os.environ.get("VIGIL_TEST_POSTGRES_URL")
@@ -57,7 +56,7 @@ def test_acknowledged_outcomes_survive_kill_9(tmp_path, demo_tags, backend):
         for t in threads:
             t.start()
         time.sleep(3)
-        os.killpg(server.proc.pid, signal.SIGKILL)  # no shutdown hooks, no flush
+        kill_hard(server.proc)  # supervisor and worker: no shutdown hooks, no flush
         stop.set()
         for t in threads:
             t.join(15)

@@ -37,9 +37,35 @@ class Server:
         return httpx.Client(base_url=self.url, timeout=kw.pop("timeout", 30), **kw)
 
 
+def descendants(pid: int) -> list:
+    """The server's processes below ``pid``. BentoML starts each worker in a session of its
+    own, so signalling the server's process group does not reach them."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_hard(proc: subprocess.Popen) -> None:
+    """``kill -9`` the whole server: supervisor and every worker, no shutdown hooks."""
+    kids = descendants(proc.pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for k in kids:
+        with contextlib.suppress(Exception):
+            k.kill()
+    proc.wait(10)
+
+
 def stop(proc: subprocess.Popen, timeout: float = 15) -> float:
-    """SIGTERM the server's process group; SIGKILL if it does not exit in time. Returns seconds taken."""
+    """SIGTERM the server's process group; SIGKILL if it does not exit in time; then make
+    sure no worker outlives it. Returns seconds taken."""
+    import psutil
+
     start = time.monotonic()
+    kids = descendants(proc.pid)
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -49,6 +75,10 @@ def stop(proc: subprocess.Popen, timeout: float = 15) -> float:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+    _, alive = psutil.wait_procs(kids, timeout=max(1.0, timeout - (time.monotonic() - start)))
+    for k in alive:
+        with contextlib.suppress(Exception):
+            k.kill()
     return time.monotonic() - start
 
 
