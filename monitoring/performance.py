@@ -21,8 +21,14 @@ def classification_metrics(y_true: Sequence[Any], y_pred: Sequence[Any], proba: 
     k = len(labels)
     idx = {c: i for i, c in enumerate(labels)}
     # Work on class indices: labels may be strings, ints or a mix that sklearn can't type.
-    y_idx = np.fromiter((idx.get(v, k) for v in y_true), dtype=np.int64)
-    p_idx = np.fromiter((idx.get(v, k) for v in y_pred), dtype=np.int64)
+    if labels == list(range(k)):  # already class indices (the per-window path): vectorised
+        y_idx = np.asarray(y_true, dtype=np.int64)
+        p_idx = np.asarray(y_pred, dtype=np.int64)
+        y_idx = np.where((y_idx >= 0) & (y_idx < k), y_idx, k)
+        p_idx = np.where((p_idx >= 0) & (p_idx < k), p_idx, k)
+    else:
+        y_idx = np.fromiter((idx.get(v, k) for v in y_true), dtype=np.int64)
+        p_idx = np.fromiter((idx.get(v, k) for v in y_pred), dtype=np.int64)
     out: dict[str, float] = {"accuracy": float(skm.accuracy_score(y_idx, p_idx))}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -290,13 +296,14 @@ def window_performance(task: str, window_id: int, data: dict, baseline: Baseline
             status = "insufficient labels"
     if labelled:
         p = None if proba is None else proba[lab]
-        realized = _metrics(task, y_true, y_pred, p, n_classes)
-        out["realized"] = realized
         if task == "classification":
-            per = classification_metrics(list(y_true), list(y_pred), None, list(range(n_classes)),
-                                         per_class=True)["per_class"]
+            realized = classification_metrics(y_true, y_pred, p, list(range(n_classes)), per_class=True)
+            per = realized.pop("per_class")
             names = list(class_names) if class_names is not None else list(range(n_classes))
             out["per_class"] = {str(names[int(i)]): v for i, v in per.items()}
+        else:
+            realized = regression_metrics(y_true, y_pred)
+        out["realized"] = realized
     else:
         realized = {}
         out["realized"] = None

@@ -412,40 +412,41 @@ class _PredictionLog:
 
         p, o = predictions.c, outcomes.c
         none = -1.0e300  # NULL sentinel, so that columns go to numpy without a Python loop
-        q_pred = select(p.seq, func.coalesce(p.class_code, -1), func.coalesce(p.value, none), p.proba,
-                        p.predicted_at).where(and_(p.model == model, p.window_id == window_id)).order_by(p.seq)
-        q_out = select(o.seq, func.coalesce(o.class_code, -1), func.coalesce(o.value, none), o.observed_at).where(
-            and_(o.model == model, o.window_id == window_id, o.matched.is_(True)))
-
-        def arr(col, sentinel):
-            a = np.array(col, dtype=np.float64)
-            a[a == sentinel] = np.nan
-            return a
-
+        where_pred = and_(p.model == model, p.window_id == window_id)
+        q_pred = select(p.seq, func.coalesce(p.class_code, -1), func.coalesce(p.value, none),
+                        p.predicted_at).where(where_pred).order_by(p.seq)
+        q_proba = select(p.proba).where(where_pred).order_by(p.seq)
+        q_out = select(o.seq, func.coalesce(o.class_code, -1), func.coalesce(o.value, none),
+                       o.observed_at).where(and_(o.model == model, o.window_id == window_id, o.matched.is_(True)))
         with self.reader.connect() as c:
-            pred_rows, out_rows = self._raw(c, q_pred), self._raw(c, q_out)
+            pred_rows = self._raw(c, q_pred)
+            proba_rows = self._raw(c, q_proba)
+            out_rows = self._raw(c, q_out)
         n = len(pred_rows)
         empty = np.zeros(0)
         if n == 0:
             return {"n": 0, "pred_code": empty, "pred_value": empty, "proba": [], "predicted_at": empty,
                     "true_code": empty, "true_value": empty, "observed_at": empty, "labelled": np.zeros(0, bool)}
-        seq, pc, pv, proba, pat = zip(*pred_rows)
-        seq = np.array(seq, dtype=np.int64)
+        P = np.array(pred_rows, dtype=np.float64)  # (n, 4): every column numeric, no Python loop
+        P[:, 1][P[:, 1] == -1] = np.nan
+        P[:, 2][P[:, 2] == none] = np.nan
+        seq = P[:, 0].astype(np.int64)
         true_code = np.full(n, np.nan)
         true_value = np.full(n, np.nan)
         observed = np.full(n, np.nan)
         labelled = np.zeros(n, dtype=bool)
         if out_rows:
-            oseq, ocode, ovalue, oobs = zip(*out_rows)
-            j = np.searchsorted(seq, np.array(oseq, dtype=np.int64))  # predictions are sorted by seq
-            ok = (j < n) & (seq[np.minimum(j, n - 1)] == np.array(oseq, dtype=np.int64))
+            O = np.array(out_rows, dtype=np.float64)
+            oseq = O[:, 0].astype(np.int64)
+            j = np.searchsorted(seq, oseq)  # predictions are sorted by seq
+            ok = (j < n) & (seq[np.minimum(j, n - 1)] == oseq)
             j = j[ok]
             labelled[j] = True
-            observed[j] = np.array(oobs, dtype=np.float64)[ok]
-            true_code[j] = arr(ocode, -1)[ok]
-            true_value[j] = arr(ovalue, none)[ok]
-        return {"n": n, "pred_code": arr(pc, -1), "pred_value": arr(pv, none),
-                "proba": list(proba), "predicted_at": np.array(pat, dtype=np.float64), "true_code": true_code,
+            observed[j] = O[ok, 3]
+            true_code[j] = np.where(O[ok, 1] == -1, np.nan, O[ok, 1])
+            true_value[j] = np.where(O[ok, 2] == none, np.nan, O[ok, 2])
+        return {"n": n, "pred_code": P[:, 1].copy(), "pred_value": P[:, 2].copy(),
+                "proba": [r[0] for r in proba_rows], "predicted_at": P[:, 3].copy(), "true_code": true_code,
                 "true_value": true_value, "observed_at": observed, "labelled": labelled}
 
     def _raw(self, c, query) -> list[tuple]:
