@@ -71,6 +71,8 @@ class Settings(BaseModel):
     label_coverage_target: float = Field(0.95, gt=0, le=1, description="...or once this share of it is labelled.")
     retention_days: float | None = Field(90.0, gt=0, description="Delete logged predictions, outcomes and window "
                                                                 "results older than this (None: keep all).")
+    performance_floors: dict[str, float] = Field(
+        default_factory=dict, description="Absolute floor (or ceiling, for error metrics) per performance metric.")
     performance_interval: float = Field(5.0, gt=0, description="Seconds between performance scoring passes.")
     monitor_queue_batches: int = Field(4096, ge=1, description="Bound of the monitor hand-off queue.")
     system_metrics_interval: float = Field(5.0, gt=0, description="Seconds between system metric samples.")
@@ -124,7 +126,7 @@ def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         if key not in known:
             raise ConfigError(f"unknown environment variable {key}; allowed: {', '.join(sorted(known))}")
-        if known[key] == "privacy":  # a mapping: JSON in the environment
+        if known[key] in ("privacy", "performance_floors"):  # mappings: JSON in the environment
             try:
                 value = json.loads(value)
             except ValueError:

@@ -166,9 +166,10 @@ class Baseline:
 class Cbpe:
     """Confidence-based performance estimation for classifiers with probabilities.
 
-    A calibrator per class (one-vs-rest; isotonic regression on the validation labels,
-    or Platt scaling below ``isotonic_min`` rows, where isotonic steps overfit) maps the
-    model's probabilities to calibrated ones; a window's metrics are then estimated as their
+    A calibrator per class (one-vs-rest; isotonic regression cross-fitted on the
+    validation labels, i.e. the average of one fit per leave-one-fold-out split, or Platt
+    scaling below ``isotonic_min`` rows, where isotonic steps overfit) maps the model's
+    probabilities to calibrated ones; a window's metrics are then estimated as their
     expectation under labels drawn from the calibrated probabilities (with the model's
     real decisions), and the spread of those draws is the standard error.
 
@@ -182,6 +183,7 @@ class Cbpe:
         from sklearn.linear_model import LogisticRegression
 
         y = np.asarray(y_true, dtype=int)
+        self.folds = 5
         self.k = proba.shape[1]
         self.draws = draws
         self.seed = seed
@@ -193,7 +195,12 @@ class Cbpe:
             if target.min() == target.max():
                 self._cal.append(("const", float(target[0])))
             elif self.method == "isotonic":
-                self._cal.append(("iso", IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(s, target)))
+                # cross-fitted: one isotonic fit per leave-one-fold-out split, averaged, so the
+                # calibration map is not the step function of a single fit to these labels
+                folds = np.random.default_rng(seed).permutation(len(s)) % self.folds
+                fits = [IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(s[folds != f], target[folds != f])
+                        for f in range(self.folds)]
+                self._cal.append(("iso", fits))
             else:
                 self._cal.append(("platt", LogisticRegression().fit(_logit(s)[:, None], target)))
 
@@ -204,7 +211,7 @@ class Cbpe:
             if kind == "const":
                 cols.append(np.full(len(s), cal))
             elif kind == "iso":
-                cols.append(cal.predict(s))
+                cols.append(np.mean([f.predict(s) for f in cal], axis=0))
             else:
                 cols.append(cal.predict_proba(_logit(s)[:, None])[:, 1])
         q = np.clip(np.column_stack(cols), 1e-9, None)

@@ -108,6 +108,7 @@ outcomes = Table(
     Column("row_index", Integer),
     Column("window_id", BigInteger),                  # the prediction's window, once matched
     Column("seq", BigInteger),                        # the prediction's row number, once matched
+    Column("matched_at", Float),                      # when it was joined (a window to re-score)
     Column("matched", Boolean, nullable=False, default=False),
     Column("expired", Boolean, nullable=False, default=False),
 )
@@ -356,7 +357,7 @@ class _PredictionLog:
                              request_id=hit[0] if hit else it.request_id,
                              row_index=hit[1] if hit else it.row_index,
                              window_id=hit[2] if hit else None, seq=hit[3] if hit else None,
-                             matched=hit is not None, expired=False))
+                             matched=hit is not None, matched_at=now if hit else None, expired=False))
         for part in _chunks(rows, 1000):
             c.execute(insert(outcomes), part)
         return IngestResult(accepted=len(new), duplicate=dup, pending=sum(1 for r in rows if not r["matched"]))
@@ -378,7 +379,7 @@ class _PredictionLog:
                 if hit is not None:
                     c.execute(update(outcomes).where(and_(outcomes.c.model == model, outcomes.c.okey == okey))
                               .values(request_id=hit[0], row_index=hit[1], window_id=hit[2], seq=hit[3],
-                                      matched=True))
+                                      matched=True, matched_at=time.time()))
                     matched += 1
                 elif received < expire_before:
                     c.execute(update(outcomes).where(and_(outcomes.c.model == model, outcomes.c.okey == okey))
@@ -396,10 +397,10 @@ class _PredictionLog:
         return out
 
     def windows_to_score(self, model: str) -> list[tuple[int, float, int]]:
-        """(window_id, newest outcome received_at, labelled rows) for windows with outcomes."""
+        """(window_id, when its newest outcome was joined, labelled rows) for windows with outcomes."""
         with self.reader.connect() as c:
             return [(int(w), float(t), int(n)) for w, t, n in c.execute(
-                select(outcomes.c.window_id, func.max(outcomes.c.received_at), func.count()).where(and_(
+                select(outcomes.c.window_id, func.max(outcomes.c.matched_at), func.count()).where(and_(
                     outcomes.c.model == model, outcomes.c.matched.is_(True))).group_by(outcomes.c.window_id))]
 
     def window_predictions(self, model: str, window_id: int) -> dict[str, Any]:

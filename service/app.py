@@ -143,7 +143,8 @@ class MonitoredModel:
             y_pred = (proba[:, 1] >= SETTINGS.decision_threshold).astype(int)
         k = len(self.schema.classes)
         pconf = PerformanceConfig(coverage_target=SETTINGS.label_coverage_target,
-                                  max_label_delay=SETTINGS.label_max_delay_seconds)
+                                  max_label_delay=SETTINGS.label_max_delay_seconds,
+                                  floors=dict(SETTINGS.performance_floors))
         self.baseline = Baseline(self.schema.task, y_true, y_pred, proba, k, self.loaded.in_sample, pconf)
         cbpe = (Cbpe(y_true, proba) if self.schema.task == "classification" and proba is not None
                 and len(set(y_true.tolist())) > 1 else None)

@@ -218,3 +218,13 @@ def test_retention_deletes_old_rows_only(store):
     assert deleted["predictions"] == 3 and deleted["outcomes"] == 3
     assert store.window_prediction_count(m, 0) == 0 and store.window_prediction_count(m, 1) == 2
     assert store.outcome_counts(m)["matched"] == 2
+
+
+def test_a_late_join_marks_the_window_for_rescoring(store):
+    m = model()
+    store.ingest_outcomes(m, outs("late", [1]), NOW)           # before its prediction
+    log(store, m, "late", 1, window=3)
+    assert store.windows_to_score(m) == []
+    store.match_pending(m, expire_before=0)
+    ((wid, joined_at, n),) = store.windows_to_score(m)
+    assert wid == 3 and n == 1 and joined_at >= NOW  # joined now, not when it was received

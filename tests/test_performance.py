@@ -149,3 +149,25 @@ def test_per_class_metrics_use_class_names(fitted):
     assert set(res["per_class"]) == {"ham", "spam"}
     assert res["per_class"]["spam"]["recall"] == pytest.approx(skm.recall_score(y, pred))
     assert res["per_class"]["ham"]["support"] == int((y == 0).sum())
+
+
+def test_floors_tighten_the_band():
+    rng = np.random.default_rng(12)
+    y, pred, proba = calibrated_data(rng, 2000)
+    loose = Baseline("classification", y, pred, proba, 2, False).band(100)["accuracy"]
+    tight = Baseline("classification", y, pred, proba, 2, False,
+                     PerformanceConfig(floors={"accuracy": loose[0] + 0.02})).band(100)["accuracy"]
+    assert tight[0] == pytest.approx(loose[0] + 0.02) and tight[1] == loose[1]
+
+
+def test_isotonic_cbpe_is_cross_fitted_and_calibrated():
+    rng = np.random.default_rng(13)
+    y, pred, proba = calibrated_data(rng, 4000)
+    cb = Cbpe(y, proba)
+    assert cb.method == "isotonic"
+    q = cb.calibrate(proba)
+    bins = np.digitize(q[:, 1], np.linspace(0.1, 0.9, 9))
+    for b in range(10):
+        sel = bins == b
+        if sel.sum() > 200:
+            assert abs(y[sel].mean() - q[sel, 1].mean()) < 0.05
