@@ -104,16 +104,19 @@ class WindowReport:
         """JSON-ready: non-finite numbers become None."""
         d = asdict(self)
         d["drifted"] = list(self.drifted)
-        return _finite(d)
+        return finite(d)
 
 
-def _finite(v: Any) -> Any:
+def finite(v: Any) -> Any:
+    """A JSON-ready copy: non-finite floats become None, numpy scalars Python ones."""
+    if isinstance(v, np.generic):
+        v = v.item()
     if isinstance(v, float):
         return v if math.isfinite(v) else None
     if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
+        return {k: finite(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
+        return [finite(x) for x in v]
     return v
 
 

@@ -69,6 +69,7 @@ import threading  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 from .drift import size_grid  # noqa: E402
+from .evaluate import finite as _finite  # noqa: E402
 
 _UNIT_INTERVAL = frozenset(("accuracy", "precision", "recall", "f1", "roc_auc"))
 HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True,
@@ -333,15 +334,3 @@ def window_performance(task: str, window_id: int, data: dict, baseline: Baseline
     out["alerting"] = bool(status == "ok" and baseline is not None and not baseline.in_sample)
     out["computed_at"] = now
     return _finite(out)
-
-
-def _finite(v):
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    if isinstance(v, np.generic):
-        return _finite(v.item())
-    return v

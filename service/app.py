@@ -384,25 +384,21 @@ def _monitoring_app():
         svc = bentoml.get_current_service()
         return JSONResponse(await run_in_threadpool(svc.status))
 
-    async def drift(request):
-        svc = bentoml.get_current_service()
-        try:
-            limit = int(request.query_params.get("limit", "20"))
-        except ValueError:
-            return JSONResponse({"error": "limit must be an integer"}, status_code=422)
-        if not 1 <= limit <= 1000:
-            return JSONResponse({"error": "limit must be between 1 and 1000"}, status_code=422)
-        return JSONResponse(await run_in_threadpool(svc.drift, limit))
+    def listing(view: str):
+        """A GET view over the store's history, newest first, ``?limit=`` 1..1000 (default 20)."""
+        async def handler(request):
+            try:
+                limit = int(request.query_params.get("limit", "20"))
+            except ValueError:
+                return JSONResponse({"error": "limit must be an integer"}, status_code=422)
+            if not 1 <= limit <= 1000:
+                return JSONResponse({"error": "limit must be between 1 and 1000"}, status_code=422)
+            svc = bentoml.get_current_service()
+            return JSONResponse(await run_in_threadpool(getattr(svc, view), limit))
 
-    async def performance(request):
-        svc = bentoml.get_current_service()
-        try:
-            limit = int(request.query_params.get("limit", "20"))
-        except ValueError:
-            return JSONResponse({"error": "limit must be an integer"}, status_code=422)
-        if not 1 <= limit <= 1000:
-            return JSONResponse({"error": "limit must be between 1 and 1000"}, status_code=422)
-        return JSONResponse(await run_in_threadpool(svc.performance, limit))
+        return handler
+
+    drift, performance = listing("drift"), listing("performance")
 
     return Starlette(routes=[Route("/status", status, methods=["GET"]), Route("/drift", drift, methods=["GET"]),
                              Route("/performance", performance, methods=["GET"])])
