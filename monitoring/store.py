@@ -24,7 +24,7 @@ from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, Larg
                         Text, and_, case, create_engine, delete, event, func, insert, or_, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy import tuple_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 SCHEMA_VERSION = 1
 
@@ -246,6 +246,8 @@ class _PredictionLog:
                         cur.executemany(sql, [tuple(r[k] for k in order) for r in part])
                     else:
                         cur.executemany(sql, part)
+            except c.dialect.loaded_dbapi.Error as exc:  # the driver's own error: give callers SQLAlchemy's
+                raise OperationalError(sql, None, exc) from exc
             finally:
                 cur.close()
 
@@ -460,6 +462,8 @@ class _PredictionLog:
         try:
             cur.execute(str(compiled), params)
             return cur.fetchall()
+        except c.dialect.loaded_dbapi.Error as exc:  # the driver's own error: give callers SQLAlchemy's
+            raise OperationalError(str(compiled), None, exc) from exc
         finally:
             cur.close()
 
