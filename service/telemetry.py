@@ -121,6 +121,26 @@ def _counting_processor(processor, drops: DropCounter, keep_asgi_events: bool = 
     return CountingProcessor()
 
 
+def _skip_asgi_messages(sampler):
+    """Wrap a sampler so that the ASGI instrumentation's per-message spans ("... http
+    send" / "... http receive") are never recorded: creating them costs as much as
+    exporting them, and they repeat the server span's timing."""
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+    from opentelemetry.trace import SpanKind
+
+    class SkipAsgiMessages(Sampler):
+        def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None,
+                          trace_state=None):
+            if kind == SpanKind.INTERNAL and (name.endswith(" http send") or name.endswith(" http receive")):
+                return SamplingResult(Decision.DROP)
+            return sampler.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+        def get_description(self) -> str:
+            return f"SkipAsgiMessages({sampler.get_description()})"
+
+    return SkipAsgiMessages()
+
+
 def _protocol(signal: str) -> str:
     return (os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
             or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip().lower()
@@ -229,6 +249,8 @@ def build(resource_attributes: dict[str, Any] | None = None, span_exporter=None,
         sampler = _get_from_env_or_default()
     else:
         sampler = ParentBased(ALWAYS_OFF)
+    if exporting and not keep_asgi_events:
+        sampler = _skip_asgi_messages(sampler)
     tp = TracerProvider(sampler=sampler, resource=resource)
     if exporting:
         exporter = span_exporter if span_exporter is not None else _span_exporter(trace_kind, export_timeout)
