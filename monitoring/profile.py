@@ -58,22 +58,38 @@ class PredictionSketch:
                    None if d["values"] is None else NumericSketch.from_dict(d["values"]))
 
 
-@dataclass
 class Profile:
     """Sketches of every feature and of the predictions over some rows.
 
     The reference profile and each monitoring window are both a ``Profile``; a window
     is created with :meth:`empty_like` so its bins match the reference exactly.
+
+    Numeric updates accumulate in one block of arrays (vectorised across features) and
+    are folded into the per-feature sketches when ``numeric`` is read, so that feeding a
+    window batch by batch costs a handful of numpy calls per batch, not per feature.
     """
 
-    numeric: dict[str, NumericSketch]
-    categorical: dict[str, CategoricalSketch]
-    predictions: PredictionSketch
-    rows: int = 0
-    #: log PCA-reconstruction errors of the rows (None without a multivariate detector)
-    multivariate: NumericSketch | None = None
-    #: the fitted detector; only the reference profile carries it
-    detector: PcaDetector | None = None
+    def __init__(self, numeric: dict[str, NumericSketch], categorical: dict[str, CategoricalSketch],
+                 predictions: PredictionSketch, rows: int = 0, multivariate: NumericSketch | None = None,
+                 detector: PcaDetector | None = None):
+        self._numeric = numeric
+        self.categorical = categorical
+        self.predictions = predictions
+        self.rows = rows
+        #: log PCA-reconstruction errors of the rows (None without a multivariate detector)
+        self.multivariate = multivariate
+        #: the fitted detector; only the reference profile carries it
+        self.detector = detector
+        self._block: _NumericBlock | None = None
+
+    @property
+    def numeric(self) -> dict[str, NumericSketch]:
+        if self._block is not None and self._block.pending:
+            self._block.fold_into(list(self._numeric.values()))
+        return self._numeric
+
+    def __repr__(self) -> str:
+        return f"Profile(rows={self.rows}, numeric={len(self._numeric)}, categorical={len(self.categorical)})"
 
     @classmethod
     def empty(cls, schema: ModelSchema, edges: Mapping[str, np.ndarray],
@@ -106,8 +122,10 @@ class Profile:
         Vectorised across features: one pass over the matrix for missing values, moments
         and ranges, one ``bincount`` for every numeric histogram and one for every
         category table; only the per-feature bin search stays a loop."""
-        if self.numeric:
-            _update_numeric_block(list(self.numeric.values()), numeric)
+        if self._numeric:
+            if self._block is None:
+                self._block = _NumericBlock(list(self._numeric.values()))
+            self._block.add(numeric)
         if self.categorical:
             _update_categorical_block(list(self.categorical.values()), codes)
         self.predictions.update(class_codes, proba, values)
@@ -145,6 +163,85 @@ class Profile:
             multivariate=None if d.get("multivariate") is None else NumericSketch.from_dict(d["multivariate"]),
             detector=None if d.get("detector") is None else PcaDetector.from_dict(d["detector"]),
         )
+
+
+class _NumericBlock:
+    """Pending numeric updates for all features at once: bin counts, and moments merged
+    with Chan's formula across batches, vectorised over features."""
+
+    def __init__(self, sketches: list[NumericSketch]):
+        self.edges = [s.edges for s in sketches]
+        self.sizes = [s.counts.size for s in sketches]
+        self.width = max(self.sizes)
+        f = len(sketches)
+        self.offsets = np.arange(f, dtype=np.int64)[:, None] * self.width
+        self.counts = np.zeros(f * self.width, dtype=np.int64)
+        self.n = np.zeros(f)
+        self.mean = np.zeros(f)
+        self.m2 = np.zeros(f)
+        self.min = np.full(f, np.inf)
+        self.max = np.full(f, -np.inf)
+        self.missing = np.zeros(f, dtype=np.int64)
+        self.pending = False
+
+    def add(self, X: np.ndarray) -> None:
+        X = np.asarray(X, dtype=np.float64)
+        if X.shape[0] == 0:
+            return
+        Xt = np.ascontiguousarray(X.T)
+        nan = np.isnan(Xt)
+        any_nan = bool(nan.any())
+        rows = Xt.shape[1]
+        if any_nan:
+            n_b = (rows - nan.sum(axis=1)).astype(np.float64)
+            filled = np.where(nan, 0.0, Xt)
+        else:
+            n_b = np.full(Xt.shape[0], float(rows))
+            filled = Xt
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            mean_b = filled.sum(axis=1) / np.maximum(n_b, 1)
+            dev = filled - mean_b[:, None]
+            if any_nan:
+                dev[nan] = 0.0
+            m2_b = np.einsum("ij,ij->i", dev, dev)
+            n = self.n + n_b
+            delta = mean_b - self.mean
+            w = np.where(n > 0, n_b / np.maximum(n, 1), 0.0)
+            self.m2 += m2_b + delta * delta * self.n * w
+            self.mean += delta * w
+        self.n = n
+        if any_nan:
+            self.missing += nan.sum(axis=1)
+            np.minimum(self.min, np.where(nan, np.inf, Xt).min(axis=1), out=self.min)
+            np.maximum(self.max, np.where(nan, -np.inf, Xt).max(axis=1), out=self.max)
+        else:
+            np.minimum(self.min, Xt.min(axis=1), out=self.min)
+            np.maximum(self.max, Xt.max(axis=1), out=self.max)
+        idx = np.empty(Xt.shape, dtype=np.int64)
+        for j, e in enumerate(self.edges):
+            idx[j] = np.searchsorted(e, Xt[j], side="right")
+        idx += self.offsets
+        self.counts += np.bincount(idx[~nan] if any_nan else idx.ravel(), minlength=self.counts.size)
+        self.pending = True
+
+    def fold_into(self, sketches: list[NumericSketch]) -> None:
+        counts = self.counts.reshape(len(sketches), self.width)
+        for j, s in enumerate(sketches):
+            s.missing += int(self.missing[j])
+            nb = int(self.n[j])
+            if nb:
+                s.counts += counts[j, : self.sizes[j]]
+                s._merge_moments(nb, float(self.mean[j]), float(self.m2[j]))
+                s.minimum = min(s.minimum, float(self.min[j]))
+                s.maximum = max(s.maximum, float(self.max[j]))
+        self.counts[:] = 0
+        self.n[:] = 0
+        self.mean[:] = 0
+        self.m2[:] = 0
+        self.min[:] = np.inf
+        self.max[:] = -np.inf
+        self.missing[:] = 0
+        self.pending = False
 
 
 def _update_numeric_block(sketches: list[NumericSketch], X: np.ndarray) -> None:
