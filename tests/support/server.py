@@ -84,7 +84,24 @@ def stop(proc: subprocess.Popen, timeout: float = 15) -> float:
 
 @contextlib.contextmanager
 def serve(tmp_path: Path, env: dict[str, str] | None = None, ready_timeout: float = 90) -> Iterator[Server]:
-    """Serve ``service:MonitoredModel`` on a free 127.0.0.1 port with ``env`` added."""
+    """Serve ``service:MonitoredModel`` on a free 127.0.0.1 port with ``env`` added. A port
+    taken between choosing and binding it (another server of the suite) is retried."""
+    for attempt in range(3):
+        try:
+            with _serve_once(tmp_path, env, ready_timeout) as server:
+                yield server
+            return
+        except _PortTaken:
+            if attempt == 2:
+                raise
+
+
+class _PortTaken(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def _serve_once(tmp_path: Path, env: dict[str, str] | None, ready_timeout: float) -> Iterator[Server]:
     port = free_port()
     full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "VIGIL_DATA_DIR": str(tmp_path / "data"),
                 "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -100,6 +117,8 @@ def serve(tmp_path: Path, env: dict[str, str] | None = None, ready_timeout: floa
         deadline = time.monotonic() + ready_timeout
         while True:
             if proc.poll() is not None:
+                if "Could not bind" in server.log():
+                    raise _PortTaken(f"port {port} was taken before the server bound it")
                 raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log()[-4000:]}")
             try:
                 if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
