@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from monitoring.schema import (CATEGORICAL, NUMERIC, TASKS, FeatureSpec, ModelSc
 from monitoring.sketches import quantile_edges
 
 from .adapters import ModelAdapter
-from .data import DataError, Reservoir, iter_frames
+from .data import Reservoir, iter_frames
 
 log = logging.getLogger(__name__)
 

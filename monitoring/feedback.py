@@ -18,6 +18,7 @@ from .store import OutcomeIn
 KEY_FIELDS = ("request_id", "index", "instance_id", "client_request_id")
 ALLOWED = frozenset((*KEY_FIELDS, "outcome", "observed_at"))
 MAX_ID = 256
+REQUEST_ID_MAX = 64  # Vigil's request ids are 32 hex characters; the column holds 64
 FUTURE_SLACK = 300.0  # observed_at may be a little ahead of our clock
 
 
@@ -60,11 +61,13 @@ def _time(v: Any, now: float) -> float:
     return t
 
 
-def _id(v: Any, name: str) -> str:
-    if type(v) is int:
+def _id(v: Any, name: str, max_len: int = MAX_ID) -> str:
+    """An id as the store keeps it; a value the store's column cannot hold is a 422 here,
+    never a database error (which would read as 503)."""
+    if type(v) is int and -2**63 <= v < 2**63:
         return str(v)
-    if type(v) is not str or not (0 < len(v) <= MAX_ID):
-        raise ValueError(f"{name} must be a non-empty string of at most {MAX_ID} characters (or an integer)")
+    if type(v) is not str or not (0 < len(v) <= max_len):
+        raise ValueError(f"{name} must be a non-empty string of at most {max_len} characters (or a 64-bit integer)")
     return v
 
 
@@ -109,9 +112,9 @@ def parse_outcomes(outcomes: Any, schema: ModelSchema, max_items: int, now: floa
             kind = keys[0]
             if kind in ("request_id", "client_request_id"):
                 idx = item.get("index")
-                if type(idx) is not int or idx < 0:
+                if type(idx) is not int or not 0 <= idx < 2**31:
                     raise ValueError(f"'index' (the row in the predicted batch) must be an integer >= 0 with {kind}")
-                rid = _id(item[kind], kind)
+                rid = _id(item[kind], kind, REQUEST_ID_MAX if kind == "request_id" else MAX_ID)
                 if kind == "request_id":
                     out.append(OutcomeIn(f"r:{rid}:{idx}", code, value, observed, request_id=rid, row_index=idx))
                 else:

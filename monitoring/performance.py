@@ -64,7 +64,6 @@ def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict
 
 # -- per-window performance: realized, band, estimate ----------------------------------------
 
-import math  # noqa: E402
 import threading  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 

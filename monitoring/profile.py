@@ -244,42 +244,6 @@ class _NumericBlock:
         self.pending = False
 
 
-def _update_numeric_block(sketches: list[NumericSketch], X: np.ndarray) -> None:
-    X = np.asarray(X, dtype=np.float64)
-    if X.shape[0] == 0:
-        return
-    Xt = np.ascontiguousarray(X.T)  # one copy: each feature's values contiguous
-    nan = np.isnan(Xt)
-    any_nan = nan.any()
-    n_ok = Xt.shape[1] - nan.sum(axis=1) if any_nan else np.full(Xt.shape[0], Xt.shape[1])
-    filled = np.where(nan, 0.0, Xt) if any_nan else Xt
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        sums = filled.sum(axis=1)
-        means = np.where(n_ok > 0, sums / np.maximum(n_ok, 1), 0.0)
-        dev = np.where(nan, 0.0, Xt - means[:, None]) if any_nan else Xt - means[:, None]
-        m2s = (dev * dev).sum(axis=1)
-    mins = np.where(nan, np.inf, Xt).min(axis=1) if any_nan else Xt.min(axis=1)
-    maxs = np.where(nan, -np.inf, Xt).max(axis=1) if any_nan else Xt.max(axis=1)
-    width = max(s.counts.size for s in sketches)
-    flat = np.empty(Xt.shape, dtype=np.int64)
-    for j, s in enumerate(sketches):
-        flat[j] = np.searchsorted(s.edges, Xt[j], side="right") + j * width
-    if any_nan:
-        flat = flat[~nan]
-    counts = np.bincount(flat.ravel(), minlength=width * len(sketches)).reshape(len(sketches), width)
-    for j, s in enumerate(sketches):
-        nb = int(n_ok[j])
-        s.missing += Xt.shape[1] - nb
-        if nb == 0:
-            continue
-        s.counts += counts[j, : s.counts.size]
-        s._merge_moments(nb, float(means[j]), float(m2s[j]))
-        if mins[j] < s.minimum:
-            s.minimum = float(mins[j])
-        if maxs[j] > s.maximum:
-            s.maximum = float(maxs[j])
-
-
 def _update_categorical_block(sketches: list[CategoricalSketch], codes: np.ndarray) -> None:
     C = np.asarray(codes)
     if C.shape[0] == 0:

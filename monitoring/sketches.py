@@ -8,7 +8,6 @@ No I/O, clocks or logging here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table,
-                        Text, and_, case, create_engine, delete, event, func, insert, or_, select, update)
+                        Text, and_, create_engine, delete, event, func, insert, select, update)
 from sqlalchemy.engine import Engine
-from sqlalchemy import tuple_
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 SCHEMA_VERSION = 1

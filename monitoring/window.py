@@ -98,7 +98,6 @@ class WindowManager:
         self._last_error: str | None = None
         self._evaluated = 0
         self._current = 0
-        self._state_lock = threading.Lock()
         self.prediction_log = prediction_log
         self.after_tick = after_tick
         self._log_rows: deque[dict] = deque()

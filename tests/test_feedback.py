@@ -228,3 +228,13 @@ def test_a_late_join_marks_the_window_for_rescoring(store):
     store.match_pending(m, expire_before=0)
     ((wid, joined_at, n),) = store.windows_to_score(m)
     assert wid == 3 and n == 1 and joined_at >= NOW  # joined now, not when it was received
+
+
+@pytest.mark.parametrize("item, needle", [
+    ({"instance_id": 10**400, "outcome": "spam"}, "64-bit integer"),
+    ({"request_id": "a", "index": 10**12, "outcome": "spam"}, "'index'"),
+    ({"request_id": "r" * 65, "index": 0, "outcome": "spam"}, "at most 64"),
+])
+def test_ids_the_store_cannot_hold_are_422_not_a_database_error(item, needle):
+    with pytest.raises(FeedbackInvalid, match=needle):
+        parse_outcomes([item], CLF, 10, NOW)
