@@ -11,10 +11,13 @@ PHOENIX_SPEC ?= arize-phoenix
 HOST ?= 127.0.0.1
 PORT ?= 3000
 PYTEST_ARGS ?=
+# Debian's Prometheus, unpacked into the repo (no service, no root needed beyond apt's cache)
+PROM_DIR := .tools/prometheus
+PROM_BIN := $(PROM_DIR)/usr/bin/prometheus
 
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: serve test setup phoenix bench lint clean
+.PHONY: serve test setup phoenix prometheus bench lint clean
 
 setup: $(STAMP)
 
@@ -32,11 +35,19 @@ $(PHOENIX_STAMP):
 	$(PHOENIX_VENV)/bin/python -m pip install -q "$(PHOENIX_SPEC)"
 	touch $(PHOENIX_STAMP)
 
+prometheus: $(PROM_BIN)
+
+$(PROM_BIN):
+	mkdir -p $(PROM_DIR)
+	cd $(PROM_DIR) && (apt-get download prometheus 2>/dev/null || (apt-get update -qq && apt-get download prometheus))
+	cd $(PROM_DIR) && dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb
+	$(PROM_BIN) --version | head -1
+
 serve: $(STAMP)
 	$(BIN)/vigil demo --if-missing
 	$(BIN)/vigil serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) $(PHOENIX_STAMP)
+test: $(STAMP) $(PHOENIX_STAMP) $(PROM_BIN)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -17,6 +17,8 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from .alerts import RuleSpec, WebhookSpec
+
 ENV_PREFIX = "VIGIL_"
 ENV_CONFIG = "VIGIL_CONFIG"
 # Variables under these prefixes belong to Vigil's tooling (tests, benchmarks), not config.
@@ -79,12 +81,44 @@ class Settings(BaseModel):
     trace_asgi_events: bool = Field(False, description="Export the ASGI per-message spans (http receive/send).")
     otel_export_timeout: float = Field(5.0, gt=0, description="Seconds an OTLP export may take before it is abandoned.")
     shutdown_timeout: float = Field(4.0, gt=0, description="Seconds telemetry and monitor shutdown may take.")
+    alert_rules: list[RuleSpec] = Field(default_factory=list,
+                                        description="Alert rules; one named like a default rule replaces it.")
+    alert_default_rules: bool = Field(True, description="Guard every model with the default rule set.")
+    alert_false_alerts_per_week: float = Field(1.0, gt=0, description="False-alert budget the default rules "
+                                                                     "are derived from (per model, at window_seconds).")
+    alert_error_rate: float = Field(0.01, gt=0, lt=1, description="Server error rate still considered normal.")
+    alert_webhooks: list[WebhookSpec] = Field(default_factory=list, description="Webhooks alerts are POSTed to.")
+    alert_trace_url: str | None = Field(None, description="Link template for a trace id, e.g. "
+                                                          "http://jaeger:16686/trace/{trace_id}.")
+    alert_examples: int = Field(5, ge=0, le=50, description="Trace ids of example requests each alert carries.")
 
     @field_validator("instance_id_field")
     @classmethod
     def _id_field_not_blank(cls, v: str | None) -> str | None:
         if v is not None and not v.strip():
             raise ValueError("must not be blank")
+        return v
+
+    @field_validator("alert_trace_url")
+    @classmethod
+    def _trace_template(cls, v: str | None) -> str | None:
+        if v is not None:
+            if "{trace_id}" not in v:
+                raise ValueError("must contain {trace_id}")
+            try:
+                v.format(trace_id="0" * 32)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"only {{trace_id}} may be substituted ({exc})") from None
+        return v
+
+    @field_validator("alert_rules")
+    @classmethod
+    def _unique_rules(cls, v: list[RuleSpec]) -> list[RuleSpec]:
+        seen = set()
+        for r in v:
+            if r.name in seen:
+                raise ValueError(f"rule name {r.name!r} is used twice")
+            seen.add(r.name)
         return v
 
     @property
@@ -99,10 +133,39 @@ FIELDS = tuple(Settings.model_fields)
 ENV_VARS = {name: ENV_PREFIX + name.upper() for name in FIELDS}
 
 
+def _line_map(text: str) -> dict[tuple, int]:
+    """1-based line of every key and item in a YAML document, by path (("alert_rules", 0, "name"): 7)."""
+    out: dict[tuple, int] = {}
+
+    def walk(node, path: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = k.value if isinstance(k, yaml.ScalarNode) else None
+                out[path + (key,)] = k.start_mark.line + 1
+                walk(v, path + (key,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                out[path + (i,)] = v.start_mark.line + 1
+                walk(v, path + (i,))
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return out
+    if root is not None:
+        walk(root, ())
+    return out
+
+
+_LINES: dict[str, dict[tuple, int]] = {}
+
+
 def _read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            text = fh.read()
+        data = yaml.safe_load(text)
+        _LINES[str(path)] = _line_map(text)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
@@ -111,11 +174,17 @@ def _read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: top level must be a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(FIELDS))
+    unknown = sorted(set(data) - set(FIELDS), key=str)
     if unknown:
-        raise ConfigError(f"config file {path}: unknown key(s) {', '.join(map(str, unknown))}; "
-                          f"allowed: {', '.join(FIELDS)}")
+        where = _LINES[str(path)].get((unknown[0],))
+        raise ConfigError(f"config file {path}{f', line {where}' if where else ''}: unknown key(s) "
+                          f"{', '.join(map(str, unknown))}; allowed: {', '.join(FIELDS)}")
     return data
+
+
+_JSON_SETTINGS = {"privacy": '{"ssn": "drop"}', "performance_floors": '{"accuracy": 0.9}',
+                  "alert_rules": '[{"name": "slow", "series": "serving.latency_p99", "above": 0.5}]',
+                  "alert_webhooks": '[{"url": "https://hooks.example.com/vigil"}]'}
 
 
 def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -126,11 +195,11 @@ def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         if key not in known:
             raise ConfigError(f"unknown environment variable {key}; allowed: {', '.join(sorted(known))}")
-        if known[key] in ("privacy", "performance_floors"):  # mappings: JSON in the environment
+        if known[key] in _JSON_SETTINGS:  # mappings and lists: JSON in the environment
             try:
                 value = json.loads(value)
             except ValueError:
-                raise ConfigError(f'{key} must be a JSON object, e.g. {{"ssn": "drop"}}') from None
+                raise ConfigError(f"{key} must be JSON, e.g. {_JSON_SETTINGS[known[key]]}") from None
         out[known[key]] = value
     return out
 
@@ -159,5 +228,18 @@ def load_settings(environ: Mapping[str, str] | None = None, **explicit: Any) -> 
         return Settings(**merged)
     except ValidationError as exc:
         err = exc.errors()[0]
-        key = str(err["loc"][0]) if err["loc"] else "?"
-        raise ConfigError(f"invalid setting {key} (from {sources.get(key, 'default')}): {err['msg']}") from None
+        loc = tuple(err["loc"])
+        key = str(loc[0]) if loc else "?"
+        source = sources.get(key, "default")
+        where = ".".join(map(str, loc)) or "?"
+        if source.startswith("config file "):
+            lines = _LINES.get(source[len("config file "):], {})
+            # the deepest path the file has a line for (pydantic adds model-level suffixes)
+            for n in range(len(loc), 0, -1):
+                if loc[:n] in lines:
+                    source += f", line {lines[loc[:n]]}"
+                    break
+        msg = err["msg"]
+        if err.get("type") == "extra_forbidden":
+            msg = f"unknown key {loc[-1]!r}"
+        raise ConfigError(f"invalid setting {where} (from {source}): {msg}") from None

@@ -120,6 +120,12 @@ DEFINITIONS: tuple[MetricDef, ...] = (
               labels={N.L_RESULT: ("accepted", "duplicate", "pending", "rejected", "conflict", "unavailable")}),
     MetricDef(N.M_OUTCOMES_EXPIRED, "counter", "Outcomes that never matched a prediction and expired."),
     MetricDef(N.M_PREDICTIONS_LOGGED, "counter", "Predictions written to the prediction log.", "{row}"),
+    MetricDef(N.M_ALERTS_FIRING, "gauge", "Alerts firing now, per rule (from the store: the same in every worker).",
+              labels={N.L_RULE: N.DOMAIN_RULES}, multiprocess_mode="mostrecent"),
+    MetricDef(N.M_ALERT_TRANSITIONS, "counter", "Alert transitions, per rule and new state.",
+              labels={N.L_RULE: N.DOMAIN_RULES, N.L_STATE: ("firing", "resolved")}),
+    MetricDef(N.M_ALERT_NOTIFICATIONS, "counter", "Alert notification attempts, per sink kind and result.",
+              labels={N.L_SINK: ("log", "otel", "webhook"), N.L_RESULT: ("delivered", "retry", "failed")}),
 )
 
 BY_NAME = {d.name: d for d in DEFINITIONS}

@@ -77,6 +77,22 @@ M_FEEDBACK_OUTCOMES = "vigil.feedback.outcomes"
 M_OUTCOMES_EXPIRED = "vigil.feedback.expired"
 M_PREDICTIONS_LOGGED = "vigil.predictions.logged"
 
+M_ALERTS_FIRING = "vigil.alerts.firing"
+M_ALERT_TRANSITIONS = "vigil.alerts.transitions"
+M_ALERT_NOTIFICATIONS = "vigil.alerts.notifications"
+
+# --- alert span / log names -------------------------------------------------------
+SPAN_ALERT = "vigil.alert"
+EVENT_ALERT_PREFIX = "vigil.alert."
+ATTR_ALERT_RULE = "vigil.alert.rule"
+ATTR_ALERT_INSTANCE = "vigil.alert.instance"
+ATTR_ALERT_STATUS = "vigil.alert.status"
+ATTR_ALERT_SEVERITY = "vigil.alert.severity"
+ATTR_ALERT_KEY = "vigil.alert.idempotency_key"
+ATTR_ALERT_WINDOW = "vigil.alert.window_id"
+ATTR_ALERT_VALUE = "vigil.alert.value"
+ATTR_ALERT_TRACES = "vigil.alert.trace_ids"
+
 # metric label keys (Prometheus-safe spelling of the attribute)
 L_ENDPOINT = "endpoint"
 L_OUTCOME = "outcome"
@@ -88,10 +104,14 @@ L_FEATURE = "feature"
 L_CLASS = "class"
 L_METRIC = "metric"
 L_RESULT = "result"
+L_RULE = "rule"
+L_STATE = "state"
+L_SINK = "sink"
 
 #: label domains filled per model at start (values come from the model's schema, never requests)
 DOMAIN_FEATURES = "features"
 DOMAIN_CLASSES = "classes"
+DOMAIN_RULES = "rules"
 MULTIVARIATE_FEATURE = "__multivariate__"
 
 # validation error kinds (bounded set: used as metric labels)

@@ -20,14 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table,
+from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, String, Table,
                         Text, and_, create_engine, delete, event, func, insert, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-metadata = MetaData()
+from .store_meta import metadata  # noqa: E402
+from .alert_store import _AlertStore  # noqa: E402  (declares the alert tables on the same metadata)
 
 schema_version = Table("vigil_schema_version", metadata, Column("version", Integer, primary_key=True))
 
@@ -71,6 +72,7 @@ window_results = Table(
     Column("ended_at", Float),
     Column("evaluated_at", Float),
     Column("report", Text),
+    Column("sketch", Text),  # the merged window profile (v2): what re-baselining adopts
 )
 
 
@@ -539,7 +541,7 @@ def _parse_okey(okey: str) -> OutcomeIn | None:
     return None
 
 
-class Store(_PredictionLog):
+class Store(_PredictionLog, _AlertStore):
     """Create with a SQLAlchemy URL; tables are created if absent."""
 
     def __init__(self, url: str, connect_timeout: float = 5.0):
@@ -572,8 +574,37 @@ class Store(_PredictionLog):
                 time.sleep(0.2 * (attempt + 1))
         with self.engine.connect() as c:
             v = c.execute(select(func.max(schema_version.c.version))).scalar()
+        if v is not None and v < SCHEMA_VERSION:
+            v = self._migrate(v)
         if v != SCHEMA_VERSION:
             raise RuntimeError(f"store schema version {v}; this Vigil needs {SCHEMA_VERSION}")
+
+    def _migrate(self, version: int) -> int:
+        """Bring an older store up to :data:`SCHEMA_VERSION` (new tables were created by
+        ``create_all`` already; columns added to existing tables are added here)."""
+        from sqlalchemy import inspect as sa_inspect
+
+        with self.engine.begin() as c:
+            current = c.execute(select(func.max(schema_version.c.version))).scalar()
+            if current is not None and current >= SCHEMA_VERSION:
+                return int(current)
+            if current == 1:  # v2: window_results.sketch (re-baselining), alert tables
+                cols = {col["name"] for col in sa_inspect(c).get_columns("vigil_window_results")}
+                if "sketch" not in cols:
+                    c.exec_driver_sql("ALTER TABLE vigil_window_results ADD COLUMN sketch TEXT")
+                c.execute(update(schema_version).values(version=2))
+                current = 2
+            return int(current)
+
+    def window_sketch(self, model: str, window_id: int) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(merged profile, report) of an evaluated window; (None, None) if unknown."""
+        with self.reader.connect() as c:
+            r = c.execute(select(window_results.c.sketch, window_results.c.report).where(and_(
+                window_results.c.model == model, window_results.c.window_id == window_id,
+                window_results.c.status == "done"))).first()
+        if r is None:
+            return None, None
+        return (json.loads(r[0]) if r[0] else None), (json.loads(r[1]) if r[1] else None)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -610,7 +641,17 @@ class Store(_PredictionLog):
             if self.engine.dialect.name == "postgresql":
                 q = q.with_for_update()
             v = c.execute(q).scalar()
-            if v is None or not (start < v < nxt):
+            if v is None and window_id == 0:  # nothing ever counted, yet the window has figures
+                try:
+                    with c.begin_nested():
+                        c.execute(insert(counters).values(name=name, value=nxt))
+                except IntegrityError:
+                    return None
+                c.execute(insert(window_seals).values(model=model, window_id=0, rows_expected=0, sealed_at=now))
+                return 0
+            # an empty window (requests that all failed, rejections) closes too: its serving
+            # figures are what an error-rate alert needs
+            if v is None or not (start <= v < nxt):
                 return None
             c.execute(update(counters).where(counters.c.name == name).values(value=nxt))
             c.execute(insert(window_seals).values(model=model, window_id=window_id, rows_expected=v - start,
@@ -679,14 +720,16 @@ class Store(_PredictionLog):
                         json.loads(r["rejected"])) for r in rows]
 
     def finish(self, model: str, window_id: int, worker: str, report: dict[str, Any], rows: int, rows_expected: int,
-               started_at: float | None, ended_at: float | None, now: float) -> bool:
+               started_at: float | None, ended_at: float | None, now: float,
+               sketch: dict[str, Any] | None = None) -> bool:
         """Store the evaluated window and drop its partials. False if another evaluator took over."""
         with self.engine.begin() as c:
             res = c.execute(update(window_results).where(and_(
                 window_results.c.model == model, window_results.c.window_id == window_id,
                 window_results.c.claimed_by == worker, window_results.c.status == "evaluating")).values(
                 status="done", rows=rows, rows_expected=rows_expected, started_at=started_at, ended_at=ended_at,
-                evaluated_at=now, report=json.dumps(report, allow_nan=True)))
+                evaluated_at=now, report=json.dumps(report, allow_nan=True),
+                sketch=None if sketch is None else json.dumps(sketch)))
             if res.rowcount != 1:
                 return False
             c.execute(delete(window_partials).where(and_(window_partials.c.model == model,

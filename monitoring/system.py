@@ -58,13 +58,15 @@ class Gpus:
 class SystemSampler:
     """Samples process/host/GPU figures into :class:`~monitoring.metrics.Metrics` gauges."""
 
-    def __init__(self, metrics, interval: float = 5.0):
+    def __init__(self, metrics, interval: float = 5.0, on_sample=None):
         import psutil
 
         if interval <= 0:
             raise ValueError(f"interval must be > 0; got {interval}")
         self._metrics = metrics
         self._interval = interval
+        #: called with (CPU cores, RSS bytes) of this process at every sample
+        self._on_sample = on_sample
         self._proc = psutil.Process()
         self._psutil = psutil
         self._gpus = Gpus()
@@ -80,8 +82,11 @@ class SystemSampler:
     def sample(self) -> None:
         m, p = self._metrics, self._proc
         with p.oneshot():
-            m[N.M_PROCESS_CPU].set(p.cpu_percent(None) / 100.0)
-            m[N.M_PROCESS_RSS].set(p.memory_info().rss)
+            cpu, rss = p.cpu_percent(None) / 100.0, p.memory_info().rss
+            m[N.M_PROCESS_CPU].set(cpu)
+            m[N.M_PROCESS_RSS].set(rss)
+            if self._on_sample is not None:
+                self._on_sample(cpu, float(rss))
             m[N.M_PROCESS_THREADS].set(p.num_threads())
             try:
                 m[N.M_PROCESS_FDS].set(p.num_fds())

@@ -33,6 +33,7 @@ from . import names as N
 from .evaluate import WindowEvaluator, WindowReport
 from .monitor import MonitorItem
 from .profile import Profile
+from .serving import ServingSketch, ServingStats
 from .store import Partial, Store
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class _Open:
     last_at: float
     rejected: Counter
     dirty: bool = True
+    serving: ServingSketch | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ class WindowManager:
                  window_rows: int, window_seconds: float, task: str, publish: Callable[[WindowReport], None] | None = None,
                  metrics=None, max_pending_rows: int = 100_000, flush_interval: float = 0.5,
                  stale_seconds: float | None = None, worker: str | None = None, clock: Callable[[], float] = time.time,
-                 prediction_log: "PredictionLogger | None" = None, after_tick: Callable[[], None] | None = None):
+                 prediction_log: "PredictionLogger | None" = None, after_tick: Callable[[], None] | None = None,
+                 serving: ServingStats | None = None, on_window: Callable[[dict], None] | None = None):
         if window_rows < 1 or window_seconds <= 0:
             raise ValueError("window_rows must be >= 1 and window_seconds > 0")
         self.store = store
@@ -100,6 +103,10 @@ class WindowManager:
         self._current = 0
         self.prediction_log = prediction_log
         self.after_tick = after_tick
+        #: this worker's request figures (latency, errors, CPU, memory), folded into its partials
+        self.serving = serving
+        #: called with each evaluated window's stored report (alert rules), after ``publish``
+        self.on_window = on_window
         self._log_rows: deque[dict] = deque()
         self._log_dropped = 0
         #: seal and close checks run at most this often (or when this worker fills a window)
@@ -217,19 +224,24 @@ class WindowManager:
     def _write_partials(self, now: float) -> None:
         with self._rejected_lock:
             rejected, self._rejected = self._rejected, Counter()
-        if rejected:
+        served = self.serving.take() if self.serving is not None else None
+        if served is not None and served.empty:
+            served = None
+        if rejected or served is not None:
             wid = self._current
             win = self._open.get(wid)
             if win is None:
                 win = self._open[wid] = _Open(self.reference.empty_like(), now, now, Counter())
             win.rejected.update(rejected)
+            if served is not None:  # kept in the window even if the write below fails: sent next time
+                win.serving = served if win.serving is None else win.serving.merge(served)
             win.dirty = True
         dirty = [(wid, w) for wid, w in self._open.items() if w.dirty]
         if not dirty:
             return
         try:
             self.store.upsert_partials(self.model, self.worker, [
-                (wid, Partial(self.worker, w.profile.rows, w.first_at, w.last_at, w.profile.to_dict(),
+                (wid, Partial(self.worker, w.profile.rows, w.first_at, w.last_at, _sketch(w),
                               dict(w.rejected))) for wid, w in dirty], now)
         except SQLAlchemyError:
             if rejected:  # keep the counts for the next try
@@ -258,9 +270,11 @@ class WindowManager:
             partials = self.store.partials(self.model, wid)
             merged = self.reference.empty_like()
             rejected: Counter = Counter()
+            served = ServingSketch()
             for p in partials:
                 merged = merged.merge(Profile.from_dict(p.sketch))
                 rejected.update(p.rejected)
+                served = served.merge(ServingSketch.from_dict(p.sketch.get("serving")))
             started = min((p.first_at for p in partials), default=None)
             ended = max((p.last_at for p in partials), default=None)
             report = self.evaluator.evaluate(merged, wid, rejected={k: v for k, v in rejected.items() if v},
@@ -268,21 +282,40 @@ class WindowManager:
             d = report.to_dict()
             d["rows_expected"] = expected
             d["complete"] = rows >= expected
-            if self.store.finish(self.model, wid, self.worker, d, rows, expected, started, ended, now):
+            d["serving"] = served.summary()
+            if d["started_at"] is None:
+                d["started_at"] = d["ended_at"] = now
+            if self.store.finish(self.model, wid, self.worker, d, rows, expected, started, ended, now,
+                                 sketch=merged.to_dict()):
                 self._evaluated += 1
-                if self.publish is not None:
+                for hook, arg in ((self.publish, report), (self.on_window, d)):
+                    if hook is None:
+                        continue
                     try:
-                        self.publish(report)
-                    except Exception:  # a publisher bug must not stop window evaluation
+                        hook(arg)
+                    except Exception:  # a publisher or rule bug must not stop window evaluation
                         log.exception("publishing window %d failed", wid)
             self._open.pop(wid, None)
         # partials of windows another worker already closed are no longer needed
         for wid in [w for w in self._open if w < self._current and not self._open[w].dirty]:
             self._open.pop(wid, None)
 
+    def set_reference(self, reference: Profile, evaluator: WindowEvaluator) -> None:
+        """Judge windows against a new reference from now on (re-baselining). Call on the
+        monitor thread; windows already open keep their sketches (their bins never change)."""
+        self.reference = reference
+        self.evaluator = evaluator
+
     def state(self) -> WindowState:
         return WindowState(self._pending_rows + len(self._log_rows), tuple(sorted(self._open)),
                            self._dropped + self._log_dropped, self._store_errors, self._last_error, self._evaluated)
+
+
+def _sketch(w: _Open) -> dict:
+    d = w.profile.to_dict()
+    if w.serving is not None:
+        d["serving"] = w.serving.to_dict()
+    return d
 
 
 class PredictionLogger:

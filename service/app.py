@@ -82,6 +82,7 @@ class _Runtime:
 
     settings = SETTINGS
     metrics = None
+    serving = None  # monitoring.serving.ServingStats: /predict outcomes and latency per window
 
 
 RUNTIME = _Runtime()
@@ -128,8 +129,10 @@ class MonitoredModel:
                                                decision_threshold=SETTINGS.decision_threshold)
         self.tracer = TELEMETRY.tracer()
         # without a metrics exporter the OTel side would only cost time: Prometheus alone then
+        self.rules = _rules(self.schema, self.loaded.profile)
         self.metrics = Metrics(meter=TELEMETRY.meter() if TELEMETRY.metrics_exporting else None, domains={
-            N.DOMAIN_FEATURES: self.schema.names, N.DOMAIN_CLASSES: [str(c) for c in self.schema.classes]})
+            N.DOMAIN_FEATURES: self.schema.names, N.DOMAIN_CLASSES: [str(c) for c in self.schema.classes],
+            N.DOMAIN_RULES: [d.rule.name for d in self.rules]})
         TELEMETRY.drops.bind(self.metrics)
         self.validator = Validator(self.schema, SETTINGS.max_batch_rows, SETTINGS.instance_id_field)
         self.store = Store(SETTINGS.resolved_store_url, connect_timeout=SETTINGS.store_timeout)
@@ -148,23 +151,45 @@ class MonitoredModel:
         self.baseline = Baseline(self.schema.task, y_true, y_pred, proba, k, self.loaded.in_sample, pconf)
         cbpe = (Cbpe(y_true, proba) if self.schema.task == "classification" and proba is not None
                 and len(set(y_true.tolist())) > 1 else None)
+        from monitoring.serving import ServingStats
+        from monitoring.window import worker_id
+
+        self.worker = worker_id()
+        self.serving = ServingStats(self.worker)
+        self.alerts, self.notifier = _build_alerts(self, pconf, cbpe is not None)
+
+        def on_performance(result: dict) -> None:
+            publish_performance(self.metrics, result)
+            self.alerts.on_performance(result)
+
         self.tracker = PerformanceTracker(
             self.store, self.loaded.tag, self.schema.task, k, self.baseline, cbpe, pconf,
             interval=SETTINGS.performance_interval, outcome_ttl=SETTINGS.outcome_ttl_seconds,
             retention=None if SETTINGS.retention_days is None else SETTINGS.retention_days * 86400, metrics=self.metrics,
-            publish=lambda result: publish_performance(self.metrics, result), class_names=self.schema.classes)
+            publish=on_performance, class_names=self.schema.classes)
+        self._reference_version = 0
+        self._reference_checked = 0.0
+
+        def after_tick() -> None:
+            self.tracker.tick()
+            self.alerts.tick()
+            self._adopt_reference()
+
         self.windows = WindowManager(
             self.store, self.loaded.tag, self.loaded.profile, self.evaluator, window_rows=SETTINGS.window_rows,
             window_seconds=SETTINGS.window_seconds, task=self.schema.task, metrics=self.metrics,
             publish=lambda report: publish_report(self.metrics, report),
             prediction_log=PredictionLogger(self.loaded.tag, self.schema, SETTINGS.log_sample_rate, SETTINGS.privacy,
                                             SETTINGS.privacy_salt.get_secret_value()),
-            after_tick=self.tracker.tick)
+            after_tick=after_tick, serving=self.serving, on_window=self.alerts.on_window, worker=self.worker)
         self.queue = MonitorQueue(self.windows, SETTINGS.monitor_queue_batches, self.metrics).start()
-        self.system = SystemSampler(self.metrics, SETTINGS.system_metrics_interval).start()
+        self.system = SystemSampler(self.metrics, SETTINGS.system_metrics_interval,
+                                    on_sample=self.serving.note_system).start()
+        self.notifier.start()
         self._model_attrs = {N.ATTR_MODEL_NAME: self.loaded.name, N.ATTR_MODEL_VERSION: self.loaded.version}
         self._classes = list(self.schema.classes) if self.schema.task == "classification" else None
         RUNTIME.metrics = self.metrics
+        RUNTIME.serving = self.serving
         if SETTINGS.api_token is None:
             log.warning("VIGIL_API_TOKEN is not set: /feedback is open to anyone, and fake labels would "
                         "poison the performance metrics. Set a token in production.")
@@ -339,15 +364,148 @@ class MonitoredModel:
                 "effect_floor": SETTINGS.drift_effect_floor,
                 "windows": [{**(r.report or {}), "evaluated_at": r.evaluated_at} for r in records]}
 
+    def alerts_view(self, limit: int) -> dict[str, Any]:
+        return self.alerts.view(limit)
+
+    # -- operator actions (POST /admin/..., token-protected by the middleware) ------------
+    def silence(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        rule = body.get("rule")
+        if not isinstance(rule, str) or (rule != "*" and rule not in self.alerts.rules):
+            return 422, {"error": f"rule must be '*' or one of: {', '.join(self.alerts.rules)}"}
+        seconds = body.get("seconds")
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 < seconds <= 90 * 86400:
+            return 422, {"error": "seconds must be a number in (0, 7776000]"}
+        instance = body.get("instance")
+        if instance is not None and not isinstance(instance, str):
+            return 422, {"error": "instance must be a string"}
+        now = time.time()
+        sid = self.store.add_silence(self.loaded.tag, rule, instance, now + seconds, _text(body.get("reason")),
+                                     _text(body.get("by")), now)
+        return 201, {"id": sid, "rule": rule, "instance": instance, "until": now + seconds}
+
+    def unsilence(self, silence_id: int) -> tuple[int, dict[str, Any]]:
+        if self.store.end_silence(self.loaded.tag, silence_id, time.time()):
+            return 200, {"id": silence_id, "ended": True}
+        return 404, {"error": f"no active silence {silence_id}"}
+
+    def acknowledge(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        rule = body.get("rule")
+        if not isinstance(rule, str) or rule not in self.alerts.rules:
+            return 422, {"error": f"rule must be one of: {', '.join(self.alerts.rules)}"}
+        instance = body.get("instance")
+        if instance is not None and not isinstance(instance, str):
+            return 422, {"error": "instance must be a string"}
+        n = self.store.acknowledge(self.loaded.tag, rule, instance or ("" if _single(rule, self.alerts) else None),
+                                   _text(body.get("by")), time.time())
+        if n == 0:
+            return 404, {"error": f"no firing alert for rule {rule}" + (f" [{instance}]" if instance else "")}
+        return 200, {"acknowledged": n}
+
+    def rebaseline(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Adopt an evaluated window as the drift reference (every worker picks it up
+        within seconds). Performance baselines are unchanged: they need labelled data."""
+        wid = body.get("window_id")
+        if not isinstance(wid, int) or isinstance(wid, bool) or wid < 0:
+            return 422, {"error": "window_id must be a non-negative integer"}
+        sketch, report = self.store.window_sketch(self.loaded.tag, wid)
+        if sketch is None:
+            return 404, {"error": f"window {wid} is not an evaluated window of {self.loaded.tag} (or predates v2)"}
+        if report is not None and report.get("too_small"):
+            return 422, {"error": f"window {wid} has {report.get('rows')} rows, fewer than window_min_rows"}
+        version = self.store.adopt_reference(self.loaded.tag, wid, sketch, _text(body.get("by")), time.time())
+        self._reference_checked = 0.0
+        return 201, {"version": version, "window_id": wid, "rows": sketch.get("rows")}
+
+    def _adopt_reference(self) -> None:
+        """On the monitor thread: switch to the newest adopted reference, if it changed."""
+        from monitoring.evaluate import WindowEvaluator
+        from monitoring.profile import Profile
+
+        now = time.time()
+        if now - self._reference_checked < 5.0:
+            return
+        self._reference_checked = now
+        try:
+            version = self.store.reference_version(self.loaded.tag)
+            if version <= self._reference_version:
+                return
+            got = self.store.reference(self.loaded.tag, version)
+        except Exception as exc:  # store down: try again later
+            log.warning("reference check failed: %s", type(exc).__name__)
+            return
+        if got is None:
+            return
+        wid, sketch = got
+        ref = Profile.from_dict(sketch)
+        ref.detector = _recalibrated(self.loaded.profile.detector, ref.multivariate)
+        self.windows.set_reference(ref, WindowEvaluator(self.schema, ref, self.evaluator.config))
+        self.evaluator = self.windows.evaluator
+        self.alerts.ctx.reference_rows = ref.rows
+        self._reference_version = version
+        log.info("adopted window %d of %s as the drift reference (version %d, %d rows)", wid, self.loaded.tag,
+                 version, ref.rows)
+
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
         budget = SETTINGS.shutdown_timeout
         start = time.monotonic()
         self.system.stop(timeout=min(1.0, budget / 4))
+        self.notifier.stop(timeout=min(1.0, budget / 4))
         if not self.queue.close(timeout=budget / 2):
             log.warning("monitor queue not drained at shutdown: %s", self.queue.stats())
         TELEMETRY.shutdown(timeout=max(0.5, budget - (time.monotonic() - start)))
         self.store.dispose()
+
+
+def _rules(schema, profile):
+    from monitoring.alerts import active_rules
+
+    return active_rules(SETTINGS, schema.task, profile.detector is not None)
+
+
+def _build_alerts(svc, pconf, has_cbpe: bool):
+    """The alert engine and the notifier of this worker."""
+    from monitoring.alert_engine import AlertEngine
+    from monitoring.alerts import RuleContext, check_labels
+    from monitoring.metrics import PERF_METRICS
+    from monitoring.notify import Notifier, build_sinks
+
+    schema, profile = svc.schema, svc.loaded.profile
+    metrics = tuple(m for m in PERF_METRICS if m in svc.baseline.values or
+                    (schema.task == "classification" and m in ("accuracy", "precision", "recall", "f1", "roc_auc")))
+    ctx = RuleContext(features=tuple(schema.names), classes=tuple(str(c) for c in schema.classes), metrics=metrics,
+                      reference_rows=profile.rows, drift_alpha=SETTINGS.drift_alpha,
+                      error_rate=SETTINGS.alert_error_rate)
+    check_labels(svc.rules, ctx)
+    ref_stats = {name: (s.mean, s.variance ** 0.5 if s.variance > 0 else 1.0)
+                 for name, s in profile.numeric.items() if s.n}
+    sinks = build_sinks(list(SETTINGS.alert_webhooks), tracer=svc.tracer, otel_logger=TELEMETRY.logger())
+    notifier = Notifier(svc.store, svc.loaded.tag, sinks, svc.worker, metrics=svc.metrics)
+    engine = AlertEngine(svc.store, svc.loaded.tag, svc.rules, ctx, sinks=list(sinks), trace_url=SETTINGS.alert_trace_url,
+                         baseline=svc.baseline, examples=SETTINGS.alert_examples, metrics=svc.metrics,
+                         on_enqueue=notifier.wake, ref_stats=ref_stats)
+    return engine, notifier
+
+
+def _recalibrated(detector, errors):
+    """The multivariate detector re-centred on an adopted window's reconstruction errors."""
+    if detector is None or errors is None or errors.n < 2:
+        return detector
+    from monitoring.multivariate import PcaDetector
+
+    return PcaDetector(detector.mean, detector.scale, detector.components, float(errors.mean),
+                       float(max(errors.variance, 1e-12)), int(errors.n), detector.error_edges)
+
+
+def _single(rule: str, engine) -> bool:
+    from monitoring.alerts import SERIES
+
+    d = engine.rules.get(rule)
+    return d is not None and SERIES[d.rule.series].label is None
+
+
+def _text(v: Any) -> str | None:
+    return v[:500] if isinstance(v, str) else None
 
 
 def _window_summary(r) -> dict[str, Any]:
@@ -398,10 +556,47 @@ def _monitoring_app():
 
         return handler
 
-    drift, performance = listing("drift"), listing("performance")
+    drift, performance, alerts = listing("drift"), listing("performance"), listing("alerts_view")
 
     return Starlette(routes=[Route("/status", status, methods=["GET"]), Route("/drift", drift, methods=["GET"]),
-                             Route("/performance", performance, methods=["GET"])])
+                             Route("/performance", performance, methods=["GET"]),
+                             Route("/alerts", alerts, methods=["GET"])])
+
+
+def _admin_app():
+    """Operator actions: silence, acknowledge, re-baseline. The middleware requires the
+    bearer token (``VIGIL_API_TOKEN``) on every ``/admin`` path."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    def action(name: str, with_body: bool = True):
+        async def handler(request):
+            svc = bentoml.get_current_service()
+            if with_body:
+                try:
+                    body = await request.json()
+                except ValueError:
+                    return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+                if not isinstance(body, dict):
+                    return JSONResponse({"error": "body must be a JSON object"}, status_code=422)
+                status, out = await run_in_threadpool(getattr(svc, name), body)
+            else:
+                try:
+                    sid = int(request.path_params["silence_id"])
+                except ValueError:
+                    return JSONResponse({"error": "silence id must be an integer"}, status_code=422)
+                status, out = await run_in_threadpool(getattr(svc, name), sid)
+            return JSONResponse(out, status_code=status)
+
+        return handler
+
+    return Starlette(routes=[Route("/silences", action("silence"), methods=["POST"]),
+                             Route("/silences/{silence_id}", action("unsilence", False), methods=["DELETE"]),
+                             Route("/alerts/ack", action("acknowledge"), methods=["POST"]),
+                             Route("/rebaseline", action("rebaseline"), methods=["POST"])])
 
 
 MonitoredModel.mount_asgi_app(_monitoring_app(), path="/monitoring", name="monitoring")
+MonitoredModel.mount_asgi_app(_admin_app(), path="/admin", name="admin")

@@ -100,6 +100,128 @@ def serve(
     os.execvpe(cmd[0], cmd, env)
 
 
+alerts_app = typer.Typer(no_args_is_help=True, help="Alerts: list, silence, acknowledge, re-baseline, export.")
+app.add_typer(alerts_app, name="alerts")
+
+_URL = typer.Option("http://127.0.0.1:3000", "--url", help="The running Vigil server.")
+_TOKEN = typer.Option(None, "--token", envvar="VIGIL_API_TOKEN", show_envvar=True,
+                      help="Bearer token for the admin endpoints.")
+
+
+def _call(method: str, url: str, path: str, token: Optional[str], body: Optional[dict] = None) -> dict:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        r = httpx.request(method, url.rstrip("/") + path, json=body, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach {url}: {type(exc).__name__}: {exc}")
+    try:
+        data = r.json()
+    except ValueError:
+        data = {"error": r.text[:300]}
+    if r.status_code >= 400:
+        _fail(f"{method} {path}: HTTP {r.status_code}: {data.get('error', data)}")
+    return data
+
+
+def _print_json(data: dict) -> None:
+    import json
+
+    out.print(json.dumps(data, indent=2, default=str), highlight=False)
+
+
+@alerts_app.command("list")
+def alerts_list(url: str = _URL, show_rules: bool = typer.Option(False, "--rules", help="Show the rules too.")) -> None:
+    """Current alerts (and, with --rules, the active rules and how they were derived)."""
+    from rich.table import Table
+
+    data = _call("GET", url, "/monitoring/alerts", None)
+    t = Table(title=f"alerts of {data['model']}")
+    for col in ("rule", "instance", "state", "severity", "value", "since", "acknowledged"):
+        t.add_column(col)
+    import datetime as dt
+
+    for a in data["alerts"]:
+        since = dt.datetime.fromtimestamp(a["since"]).isoformat(timespec="seconds") if a.get("since") else ""
+        t.add_row(a["rule"], a.get("instance") or "", a["state"], a["severity"],
+                  "" if a.get("value") is None else f"{a['value']:.4g}", since, a.get("acknowledged_by") or "")
+    out.print(t)
+    if show_rules:
+        r = Table(title="rules")
+        for col in ("name", "condition", "for_windows", "resolve_windows", "severity", "derivation"):
+            r.add_column(col)
+        for rule in data["rules"]:
+            r.add_row(rule["name"], rule["condition"], str(rule["for_windows"]), str(rule["resolve_windows"]),
+                      rule["severity"], rule["derivation"])
+        out.print(r)
+    o = data["outbox"]
+    err.print(f"outbox: {o['pending']} pending, {o['delivered']} delivered, {o['failed']} failed; "
+              f"{len(data['silences'])} active silence(s)", highlight=False)
+
+
+@alerts_app.command()
+def silence(rule: str = typer.Argument(..., help="Rule name, or '*' for every rule."),
+            seconds: float = typer.Option(3600, "--seconds", help="How long."),
+            instance: Optional[str] = typer.Option(None, "--instance", help="Only this feature/class/metric."),
+            reason: Optional[str] = typer.Option(None, "--reason"), by: Optional[str] = typer.Option(None, "--by"),
+            url: str = _URL, token: Optional[str] = _TOKEN) -> None:
+    """Silence a rule's notifications for a while (alerts are still evaluated and shown)."""
+    _print_json(_call("POST", url, "/admin/silences", token, {"rule": rule, "seconds": seconds, "instance": instance,
+                                                               "reason": reason, "by": by}))
+
+
+@alerts_app.command()
+def unsilence(silence_id: int = typer.Argument(...), url: str = _URL, token: Optional[str] = _TOKEN) -> None:
+    """End a silence now (a rule still firing is then announced)."""
+    _print_json(_call("DELETE", url, f"/admin/silences/{silence_id}", token))
+
+
+@alerts_app.command()
+def ack(rule: str = typer.Argument(...), instance: Optional[str] = typer.Option(None, "--instance"),
+        by: Optional[str] = typer.Option(None, "--by"), url: str = _URL, token: Optional[str] = _TOKEN) -> None:
+    """Acknowledge a firing alert: no repeat notifications until it resolves."""
+    _print_json(_call("POST", url, "/admin/alerts/ack", token, {"rule": rule, "instance": instance, "by": by}))
+
+
+@alerts_app.command()
+def rebaseline(window_id: int = typer.Argument(..., help="An evaluated window (see /monitoring/drift)."),
+               by: Optional[str] = typer.Option(None, "--by"), url: str = _URL,
+               token: Optional[str] = _TOKEN) -> None:
+    """Adopt an evaluated window as the model's drift reference, without a restart."""
+    _print_json(_call("POST", url, "/admin/rebaseline", token, {"window_id": window_id, "by": by}))
+
+
+@alerts_app.command("export-prometheus")
+def export_prometheus(
+    tag: Optional[str] = typer.Argument(None, help="Model tag (default: VIGIL_MODEL, else the demo classifier)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: stdout)."),
+) -> None:
+    """Write a Prometheus alerting-rules file equivalent to the model's active rules."""
+    from monitoring.alerts import active_rules
+    from monitoring.config import ConfigError, load_settings
+    from monitoring.performance import HIGHER_IS_BETTER
+    from monitoring.promrules import references_from, render
+
+    try:
+        settings = load_settings(model=tag)
+        from models.registry import RegistrationError, load
+
+        loaded = load(settings.model)
+    except (ConfigError, RegistrationError) as exc:
+        _fail(str(exc))
+    rules = active_rules(settings, loaded.schema.task, loaded.profile.detector is not None)
+    text = render(rules, model=loaded.tag, window_seconds=settings.window_seconds, drift_alpha=settings.drift_alpha,
+                  error_rate=settings.alert_error_rate,
+                  references=references_from(loaded.profile, loaded.schema, loaded.meta.get("baseline", {})),
+                  higher_is_better=HIGHER_IS_BETTER)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}", highlight=False)
+
+
 def main() -> None:
     app()
 

@@ -72,6 +72,13 @@ def _json_errors(send: Callable) -> Callable:
     return wrapped
 
 
+def _trace_id() -> str | None:
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    return f"{ctx.trace_id:032x}" if ctx.is_valid else None
+
+
 class VigilMiddleware:
     """Options: ``runtime`` (object with ``.metrics`` and ``.settings`` once the service is up)."""
 
@@ -174,5 +181,9 @@ class VigilMiddleware:
                 status = status_holder[0]
                 outcome = (N.OUTCOME_OK if status < 400 else N.OUTCOME_CLIENT_ERROR if status < 500
                            else N.OUTCOME_SERVER_ERROR)
+                elapsed = time.perf_counter() - start
                 metrics[N.M_REQUESTS].add(1, endpoint=endpoint, outcome=outcome)
-                metrics[N.M_REQUEST_DURATION].record(time.perf_counter() - start, endpoint=endpoint, outcome=outcome)
+                metrics[N.M_REQUEST_DURATION].record(elapsed, endpoint=endpoint, outcome=outcome)
+                serving = self.runtime.serving
+                if serving is not None and endpoint == "predict":
+                    serving.record(status, elapsed, _trace_id())

@@ -193,6 +193,49 @@ def _metric_exporter(kind: str, timeout: float):
     return OTLPMetricExporter() if has_timeout else OTLPMetricExporter(timeout=timeout)
 
 
+def _log_exporter(kind: str, timeout: float):
+    if kind == "console":
+        from opentelemetry.sdk._logs.export import ConsoleLogExporter
+
+        return ConsoleLogExporter()
+    if _protocol("LOGS") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    return OTLPLogExporter(timeout=timeout)
+
+
+def _logs_kind() -> str:
+    """Logs (alert records) are exported only when asked for: ``OTEL_LOGS_EXPORTER`` or a
+    logs endpoint. The generic OTLP endpoint alone does not turn them on, since many trace
+    backends (Jaeger, Phoenix) refuse logs."""
+    if os.environ.get("OTEL_LOGS_EXPORTER") or os.environ.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"):
+        return _exporter_kind("LOGS")
+    return "none"
+
+
+def _log_exporter_safe(exporter, drops: DropCounter):
+    from opentelemetry.sdk._logs.export import LogExporter, LogExportResult
+
+    class SafeLogExporter(LogExporter):
+        def export(self, batch):
+            try:
+                res = exporter.export(batch)
+            except Exception:
+                res = LogExportResult.FAILURE
+            if res != LogExportResult.SUCCESS:
+                drops.add("logs", len(batch))
+            return res
+
+        def shutdown(self) -> None:
+            try:
+                exporter.shutdown()
+            except Exception:
+                pass
+
+    return SafeLogExporter()
+
+
 @dataclass
 class Telemetry:
     tracer_provider: Any
@@ -200,6 +243,16 @@ class Telemetry:
     drops: DropCounter
     traces_exporting: bool
     metrics_exporting: bool
+    logger_provider: Any = None
+    logs_exporting: bool = False
+
+    def logger(self):
+        """The OTel logger alert records go to (a no-op one when logs are not exported)."""
+        if self.logger_provider is None:
+            from opentelemetry._logs import NoOpLogger
+
+            return NoOpLogger("vigil")
+        return self.logger_provider.get_logger("vigil.alerts")
 
     def tracer(self):
         return self.tracer_provider.get_tracer("vigil")
@@ -214,7 +267,9 @@ class Telemetry:
         so the work runs on a daemon thread that is abandoned at the deadline.
         """
         def work():
-            for provider in (self.tracer_provider, self.meter_provider):
+            for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+                if provider is None:
+                    continue
                 try:
                     provider.shutdown()
                 except Exception:
@@ -230,7 +285,7 @@ class Telemetry:
 
 
 def build(resource_attributes: dict[str, Any] | None = None, span_exporter=None, metric_reader=None,
-          export_timeout: float = 5.0, keep_asgi_events: bool = False) -> Telemetry:
+          export_timeout: float = 5.0, keep_asgi_events: bool = False, log_exporter=None) -> Telemetry:
     """Build providers from ``OTEL_*`` (or from the explicit test doubles given)."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -265,7 +320,18 @@ def build(resource_attributes: dict[str, Any] | None = None, span_exporter=None,
         readers.append(PeriodicExportingMetricReader(_metric_exporter(metric_kind, export_timeout),
                                                      export_timeout_millis=export_timeout * 1000))
     mp = MeterProvider(resource=resource, metric_readers=readers)
-    return Telemetry(tp, mp, drops, exporting, bool(readers))
+
+    lp = None
+    log_kind = "explicit" if log_exporter is not None else _logs_kind()
+    if log_kind != "none":
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+        lp = LoggerProvider(resource=resource)
+        exporter = log_exporter if log_exporter is not None else _log_exporter(log_kind, export_timeout)
+        lp.add_log_record_processor(BatchLogRecordProcessor(_log_exporter_safe(exporter, drops),
+                                                            export_timeout_millis=export_timeout * 1000))
+    return Telemetry(tp, mp, drops, exporting, bool(readers), lp, lp is not None)
 
 
 def install(resource_attributes: dict[str, Any] | None = None, export_timeout: float = 5.0,

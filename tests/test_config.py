@@ -45,3 +45,55 @@ def test_store_url_defaults_to_sqlite_in_data_dir(tmp_path):
 def test_token_is_secret():
     s = load_settings(environ={"VIGIL_API_TOKEN": "s3cret"})
     assert "s3cret" not in repr(s) and s.api_token.get_secret_value() == "s3cret"
+
+
+# -- alert rules in the config file ---------------------------------------------------
+
+def _load_file(tmp_path, text: str):
+    cfg = tmp_path / "vigil.yaml"
+    cfg.write_text(text)
+    return load_settings(environ={"VIGIL_CONFIG": str(cfg)})
+
+
+def test_alert_rules_load_from_yaml(tmp_path):
+    s = _load_file(tmp_path, """
+alert_rules:
+  - name: slow
+    series: serving.latency_p99
+    above: 0.25
+    for_windows: 2
+    severity: critical
+alert_webhooks:
+  - url: https://hooks.example.com/vigil
+    headers: {Authorization: Bearer x}
+alert_trace_url: http://jaeger:16686/trace/{trace_id}
+""")
+    (r,) = s.alert_rules
+    assert (r.name, r.series, r.above, r.for_windows, r.severity) == ("slow", "serving.latency_p99", 0.25, 2, "critical")
+    assert s.alert_webhooks[0].headers == {"Authorization": "Bearer x"}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("alert_rules:\n  - name: a\n    series: drift.score\n    outside_band: true\n    for_windw: 3\n",
+     "alert_rules.0.for_windw (from config file {path}, line 5): unknown key 'for_windw'"),
+    ("window_rows: 5\nalert_rule: []\n", "config file {path}, line 2: unknown key(s) alert_rule"),
+    ("alert_rules:\n  - name: a\n    series: drift.scor\n    above: 1\n",
+     "alert_rules.0.series (from config file {path}, line 3): Input should be"),
+    ("alert_rules:\n  - name: a\n    series: system.cpu\n    above: 1\n    below: 0.5\n",
+     "alert_rules.0 (from config file {path}, line 2): Value error, rule 'a': give exactly one condition"),
+    ("alert_webhooks:\n  - url: ftp://x\n", "alert_webhooks.0.url (from config file {path}, line 2)"),
+    ("alert_trace_url: http://x/{span}\n", "alert_trace_url (from config file {path}, line 1)"),
+    ("alert_rules:\n  - {name: a, series: system.cpu, above: 1}\n  - {name: a, series: system.cpu, above: 2}\n",
+     "rule name 'a' is used twice"),
+])
+def test_malformed_alert_config_names_the_key_and_line(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as exc:
+        _load_file(tmp_path, text)
+    assert expected.format(path=tmp_path / "vigil.yaml") in str(exc.value)
+
+
+def test_alert_rules_from_the_environment_are_json():
+    s = load_settings(environ={"VIGIL_ALERT_RULES": '[{"name": "cpu", "series": "system.cpu", "above": 1.5}]'})
+    assert s.alert_rules[0].above == 1.5
+    with pytest.raises(ConfigError, match="VIGIL_ALERT_RULES must be JSON"):
+        load_settings(environ={"VIGIL_ALERT_RULES": "cpu>1"})

@@ -184,3 +184,56 @@ def test_rejections_are_counted_in_the_window(store, ref):
     m.note_rejection("missing_feature")
     m.consume(items_from(schema, synth.frame(np.random.default_rng(8), 50), 1_000_000.0, 50))
     assert reports[0].rejected == {"wrong_type": 2, "missing_feature": 1}
+
+
+# -- serving figures travel with the windows ------------------------------------------
+
+def test_serving_figures_of_every_worker_reach_the_window_report(store, ref):
+    from monitoring.serving import ServingStats
+
+    schema, _ = ref
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    clock = Clock()
+    stats = [ServingStats(f"w{i}") for i in range(2)]
+    seen: list[dict] = []
+    workers = [manager(store, ref, model, clock, window_rows=200, serving=stats[i], on_window=seen.append)[0]
+               for i in range(2)]
+    df = synth.frame(np.random.default_rng(1), 400)
+    for i, w in enumerate(workers):
+        for k in range(50):
+            stats[i].record(200, 0.010 + 0.001 * i, trace_id=f"{i:02d}{k:030d}")
+        stats[i].record(500, 0.5, trace_id=f"{i:02d}" + "f" * 30)
+        stats[i].record(422, 0.001)
+        stats[i].note_system(0.5, 1e8 * (i + 1))
+        w.consume(items_from(schema, df.iloc[i * 100:(i + 1) * 100], clock.t, 50))
+    for w in workers:
+        w.flush()
+    (rep,) = [r for r in seen if r["window_id"] == 0]
+    sv = rep["serving"]
+    assert sv["requests"] == 104 and sv["server_errors"] == 2 and sv["client_errors"] == 2
+    assert sv["error_rate"] == pytest.approx(2 / 104)
+    assert 0.010 <= sv["latency_p50"] <= 0.012 * 1.12 and sv["latency_p99"] >= 0.5
+    assert sv["cpu_cores"] == pytest.approx(1.0) and sv["memory_bytes"] == pytest.approx(3e8)
+    assert sorted(sv["failed_traces"]) == ["00" + "f" * 30, "01" + "f" * 30]
+    assert len(sv["slowest_traces"]) == 5 and set(sv["slowest_traces"][:2]) == set(sv["failed_traces"])
+
+
+def test_a_window_of_failed_requests_only_still_closes(store, ref):
+    """All requests failing means no rows reach the monitor; the window still closes by
+    time so that an error-rate alert can see it."""
+    from monitoring.serving import ServingStats
+
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    clock = Clock()
+    stats = ServingStats("w")
+    seen: list[dict] = []
+    m, _ = manager(store, ref, model, clock, window_rows=100, window_seconds=10, serving=stats, on_window=seen.append)
+    for _ in range(20):
+        stats.record(500, 0.02, trace_id="a" * 32)
+    m.flush()
+    clock.t += 11
+    m.flush()
+    m.flush()
+    (rep,) = seen
+    assert rep["rows"] == 0 and rep["too_small"] and rep["serving"]["server_errors"] == 20
+    assert rep["serving"]["error_rate"] == 1.0

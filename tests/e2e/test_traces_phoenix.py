@@ -11,19 +11,11 @@ import time
 
 import pytest
 
-from tests.support.phoenix import phoenix_available, run_phoenix
 from tests.support.server import serve
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def phoenix(tmp_path_factory):
-    reason = phoenix_available()
-    if reason:
-        pytest.fail(f"Phoenix backend unavailable ({reason}); run `make phoenix` or `make test`")
-    with run_phoenix(tmp_path_factory.mktemp("phoenix")) as phx:
-        yield phx
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])

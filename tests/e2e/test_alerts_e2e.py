@@ -1,0 +1,275 @@
+"""End-to-end alerts: the demo model with its default rules, a webhook receiver and a real
+trace backend; two workers and a killed sender; the operator endpoints and CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import httpx
+import numpy as np
+import psutil
+import pytest
+
+from monitoring.store import Store
+from tests.support.server import ROOT, serve
+from tests.support.webhook import Receiver
+
+pytestmark = pytest.mark.e2e
+SHIFTED = "mean_texture"
+
+
+
+
+def wait_for(fn, timeout: float = 90.0, every: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got or time.monotonic() > deadline:
+            return got
+        time.sleep(every)
+
+
+def traffic(c, rows, rng, n_requests: int, *, shift: float = 0.0, wrong: bool = False, size: int = 20) -> list[str]:
+    """Send requests of ``size`` rows (feature SHIFTED moved by ``shift``) and post an
+    outcome for every row: the prediction itself, or the other class when ``wrong``."""
+    trace_ids = []
+    for _ in range(n_requests):
+        batch = [dict(rows[i]) for i in rng.integers(0, len(rows), size=size)]
+        for r in batch:
+            r[SHIFTED] += shift
+        res = c.post("/predict", json={"instances": batch})
+        assert res.status_code == 200, res.text
+        body = res.json()
+        trace_ids.append(res.headers["traceparent"].split("-")[1])
+        classes = body["classes"]
+        outcomes = [{"request_id": body["request_id"], "index": i,
+                     "outcome": (classes[1 - classes.index(p)] if wrong else p)}
+                    for i, p in enumerate(body["predictions"])]
+        fb = c.post("/feedback", json={"outcomes": outcomes})
+        assert fb.status_code == 200, fb.text
+    return trace_ids
+
+
+def notices(rx: Receiver) -> list[tuple[str, str | None, str]]:
+    return [(b["alert"]["rule"], b["alert"]["instance"], b["status"]) for b in rx.delivered()]
+
+
+def test_default_rules_fire_once_with_traces_and_resolve(phoenix, tmp_path, demo_tags, demo_rows,
+                                                         demo_tags_reference_sd):
+    rng = np.random.default_rng(3)
+    with Receiver() as rx:
+        env = {"VIGIL_MODEL": demo_tags["classifier"], "VIGIL_WINDOW_ROWS": "100", "VIGIL_PERFORMANCE_INTERVAL": "0.3",
+               "VIGIL_ALERT_WEBHOOKS": json.dumps([{"url": rx.url, "name": "ops", "timeout": 5}]),
+               "VIGIL_ALERT_TRACE_URL": phoenix.http_endpoint + "/traces/{trace_id}",
+               "OTEL_EXPORTER_OTLP_ENDPOINT": phoenix.http_endpoint, "OTEL_METRICS_EXPORTER": "none",
+               "OTEL_BSP_SCHEDULE_DELAY": "200"}
+        with serve(tmp_path, env) as server, server.client(timeout=30) as c:
+            view = c.get("/monitoring/alerts").json()
+            rules = {r["name"]: r for r in view["rules"]}
+            assert {"feature_drift", "performance_drop", "error_rate", "latency_spike"} <= set(rules)
+            n_drift = rules["feature_drift"]["for_windows"]
+            assert "budget 1 false alert(s)/week" in rules["feature_drift"]["derivation"]
+
+            # clean traffic, right outcomes: windows 0..2, no alert
+            traffic(c, demo_rows, rng, 15)
+            assert wait_for(lambda: len(c.get("/monitoring/performance").json()["windows"]) >= 3
+                            and all(w["final"] for w in c.get("/monitoring/performance").json()["windows"][:3]))
+            time.sleep(1.5)
+            assert rx.delivered() == [] and c.get("/monitoring/alerts").json()["firing"] == []
+
+            # drifted traffic, wrong outcomes: windows 3..(3 + n_drift), alerts fire
+            shift = 3 * demo_tags_reference_sd[SHIFTED]
+            drift_traces = traffic(c, demo_rows, rng, 5 * (n_drift + 1), shift=shift, wrong=True)
+            assert wait_for(lambda: {("feature_drift", "firing"), ("performance_drop", "firing")}
+                            <= {(r, s) for r, _, s in notices(rx)}), notices(rx)
+
+            # clean traffic returns: they resolve
+            traffic(c, demo_rows, rng, 5 * 4)
+            assert wait_for(lambda: {("feature_drift", "resolved"), ("performance_drop", "resolved")}
+                            <= {(r, s) for r, _, s in notices(rx)}), notices(rx)
+            time.sleep(1.0)
+            final = c.get("/monitoring/alerts").json()
+            metrics = c.get("/metrics").text
+
+    got = Counter(notices(rx))
+    assert got[("feature_drift", SHIFTED, "firing")] == 1 and got[("feature_drift", SHIFTED, "resolved")] == 1
+    assert got[("performance_drop", "accuracy", "firing")] == 1
+    assert got[("performance_drop", "accuracy", "resolved")] == 1
+    assert not [n for n in got if n[0] == "feature_drift" and n[1] != SHIFTED]    # only the moved feature
+    assert not [n for n in got if n[0] in ("error_rate", "latency_spike")]
+    assert all(v == 1 for v in got.values()), got                                 # nothing announced twice
+    keys = [b["idempotency_key"] for b in rx.delivered()]
+    assert len(keys) == len(set(keys))
+
+    bodies = {(b["alert"]["rule"], b["status"]): b["alert"] for b in rx.delivered()}
+    drift = bodies[("feature_drift", "firing")]
+    assert drift["value"] >= 1 and drift["window"]["id"] >= 3 and drift["threshold"]["bound"] == "score >= 1"
+    perf = bodies[("performance_drop", "firing")]
+    assert perf["value"] < 0.5 and perf["reference"] > 0.9 and perf["threshold"]["bound"].startswith("band")
+    for alert in (drift, perf):
+        assert alert["trace_ids"], alert
+        assert set(alert["trace_ids"]) <= set(drift_traces)        # requests of the drifted phase
+        assert alert["trace_links"] == [f"{phoenix.http_endpoint}/traces/{t}" for t in alert["trace_ids"]]
+        for t in alert["trace_ids"]:                                # and they exist in the trace backend
+            assert phoenix.wait_for_spans(t, min_count=1, timeout=60), t
+    assert final["firing"] == [] and final["outbox"]["pending"] == 0 and final["outbox"]["failed"] == 0
+    assert 'vigil_alerts_transitions_total{rule="feature_drift",state="firing"} 1.0' in metrics
+    assert 'vigil_alerts_notifications_total{result="delivered",sink="webhook"}' in metrics
+
+
+def worker_pids(server) -> list[int]:
+    return [p.pid for p in psutil.Process(server.proc.pid).children(recursive=True)
+            if "python" in (p.name() or "") and p.pid != server.proc.pid]
+
+
+def test_two_workers_one_delivery_per_transition_even_when_the_sender_dies(tmp_path, demo_tags, demo_rows,
+                                                                          demo_tags_reference_sd):
+    rng = np.random.default_rng(5)
+    data = tmp_path / "data"
+    rule = [{"name": "texture", "series": "drift.score", "label": SHIFTED, "outside_band": True,
+             "for_windows": 1, "resolve_windows": 1}]
+    with Receiver() as rx:
+        env = {"VIGIL_MODEL": demo_tags["classifier"], "VIGIL_WORKERS": "2", "VIGIL_WINDOW_ROWS": "60",
+               "VIGIL_ALERT_DEFAULT_RULES": "false", "VIGIL_ALERT_RULES": json.dumps(rule),
+               "VIGIL_ALERT_WEBHOOKS": json.dumps([{"url": rx.url}])}
+        with serve(tmp_path, env) as server, server.client(timeout=30) as c:
+            shift = 3 * demo_tags_reference_sd[SHIFTED]
+            traffic(c, demo_rows, rng, 9, shift=shift)
+            assert wait_for(lambda: ("texture", SHIFTED, "firing") in notices(rx)), notices(rx)
+            store = Store(f"sqlite:///{data / 'vigil.db'}")
+            (row,) = [r for r in store.outbox_rows(demo_tags["classifier"]) if r["key"].endswith("firing#webhook:0")]
+            sender = int(row["claimed_by"].split(":")[1])
+            assert sender in worker_pids(server)
+            os.kill(sender, signal.SIGKILL)                      # the worker that sent the firing dies
+            time.sleep(1.0)
+            with server.client(timeout=30) as fresh:             # not a keep-alive socket of the dead worker
+                traffic(fresh, demo_rows, rng, 9)               # served by the survivor (or a respawn)
+            assert wait_for(lambda: ("texture", SHIFTED, "resolved") in notices(rx)), notices(rx)
+            time.sleep(2.0)                                     # time for any duplicate to show up
+            rows = store.outbox_rows(demo_tags["classifier"])
+            store.dispose()
+    got = Counter(notices(rx))
+    assert got == Counter({("texture", SHIFTED, "firing"): 1, ("texture", SHIFTED, "resolved"): 1}), got
+    resolved = next(r for r in rows if r["key"].endswith("resolved#webhook:0"))
+    assert int(resolved["claimed_by"].split(":")[1]) != sender
+
+
+def vigil_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=60)
+
+
+def test_operators_silence_acknowledge_and_rebaseline(tmp_path, demo_tags, demo_rows, demo_tags_reference_sd):
+    rng = np.random.default_rng(11)
+    rule = [{"name": "texture", "series": "drift.score", "label": SHIFTED, "outside_band": True,
+             "for_windows": 1, "resolve_windows": 1, "repeat_seconds": 1}]
+    token = "op-token"
+    with Receiver() as rx:
+        env = {"VIGIL_MODEL": demo_tags["classifier"], "VIGIL_WINDOW_ROWS": "60", "VIGIL_API_TOKEN": token,
+               "VIGIL_ALERT_DEFAULT_RULES": "false", "VIGIL_ALERT_RULES": json.dumps(rule),
+               "VIGIL_ALERT_WEBHOOKS": json.dumps([{"url": rx.url}])}
+        auth = {"Authorization": f"Bearer {token}"}
+        with serve(tmp_path, env) as server, server.client(timeout=30, headers=auth) as c:
+            anonymous = httpx.post(server.url + "/admin/silences", json={"rule": "texture", "seconds": 60}, timeout=10)
+            assert anonymous.status_code == 401
+            assert c.post("/admin/silences", json={"rule": "nope", "seconds": 60}).status_code == 422
+            assert c.post("/admin/rebaseline", json={"window_id": 999}).status_code == 404
+            cli_env = {"VIGIL_API_TOKEN": token}
+            url = ("--url", server.url)
+            out = vigil_cli("alerts", "silence", "texture", *url, "--seconds", "3600", "--reason", "planned migration",
+                            env=cli_env)
+            assert out.returncode == 0, out.stderr
+            silence_id = json.loads(out.stdout)["id"]
+
+            shift = 3 * demo_tags_reference_sd[SHIFTED]
+            traffic(c, demo_rows, rng, 6, shift=shift)
+            assert wait_for(lambda: c.get("/monitoring/alerts").json()["firing"])  # fires...
+            time.sleep(2.0)
+            assert rx.delivered() == []                                       # ...silently
+
+            out = vigil_cli("alerts", "unsilence", str(silence_id), *url, env=cli_env)
+            assert out.returncode == 0, out.stderr
+            assert wait_for(lambda: notices(rx).count(("texture", SHIFTED, "firing")) >= 1)
+            assert wait_for(lambda: notices(rx).count(("texture", SHIFTED, "repeat")) >= 1, timeout=30)
+
+            out = vigil_cli("alerts", "ack", "texture", *url, "--by", "alice", env=cli_env)
+            assert out.returncode == 0, out.stderr
+            time.sleep(7.0)                                                   # > tick + repeat interval
+            seen = len(rx.delivered())
+            time.sleep(7.0)
+            assert len(rx.delivered()) == seen                                # acknowledged: no more repeats
+            firing = c.get("/monitoring/alerts").json()["firing"]
+            assert firing[0]["acknowledged_by"] == "alice"
+
+            # the shifted traffic is the new normal: adopt its newest window as the reference
+            newest = c.get("/monitoring/drift?limit=1").json()["windows"][0]["window_id"]
+            out = vigil_cli("alerts", "rebaseline", str(newest), *url, env=cli_env)
+            assert out.returncode == 0, out.stderr
+            assert json.loads(out.stdout)["window_id"] == newest
+            time.sleep(6.0)                                                   # every worker checks every 5 s
+            before = c.get("/monitoring/drift?limit=1").json()["windows"][0]["window_id"]
+            traffic(c, demo_rows, rng, 6, shift=shift)
+            assert wait_for(lambda: c.get("/monitoring/drift?limit=1").json()["windows"][0]["window_id"] > before + 1)
+            after = c.get("/monitoring/drift?limit=3").json()["windows"]
+            assert all(SHIFTED not in w["drifted"] for w in after if w["window_id"] > before)
+            assert wait_for(lambda: ("texture", SHIFTED, "resolved") in notices(rx))
+            listing = vigil_cli("alerts", "list", *url, env=cli_env)
+            assert listing.returncode == 0 and "texture" in listing.stdout
+
+
+def test_error_rate_alert_fires_on_failing_requests_with_their_traces(tmp_path, test_tags, demo_rows):
+    """A model that fails on every request: no rows reach the monitor, yet the windows
+    close by time and the default error-rate rule fires with the failed requests' traces,
+    then resolves when requests succeed again."""
+    with Receiver() as rx:
+        env = {"VIGIL_MODEL": test_tags["exploding"], "VIGIL_WINDOW_SECONDS": "2", "VIGIL_WINDOW_ROWS": "1000",
+               "VIGIL_ALERT_WEBHOOKS": json.dumps([{"url": rx.url}])}
+        with serve(tmp_path, env) as server, server.client(timeout=30) as c:
+            failed = []
+            bad = {**demo_rows[0], "mean_radius": 4242.0}
+            deadline = time.monotonic() + 60
+            while ("error_rate", None, "firing") not in notices(rx) and time.monotonic() < deadline:
+                r = c.post("/predict", json={"instances": [bad]})
+                assert r.status_code == 500
+                failed.append(r.headers["traceparent"].split("-")[1])
+                time.sleep(0.05)
+            assert ("error_rate", None, "firing") in notices(rx), notices(rx)
+            deadline = time.monotonic() + 60
+            while ("error_rate", None, "resolved") not in notices(rx) and time.monotonic() < deadline:
+                assert c.post("/predict", json={"instances": demo_rows[:3]}).status_code == 200
+                time.sleep(0.05)
+    assert Counter(notices(rx))[("error_rate", None, "resolved")] == 1
+    alert = next(b["alert"] for b in rx.delivered() if b["status"] == "firing")
+    assert alert["value"] == 1.0 and alert["reference"] == 0.01
+    assert alert["trace_ids"] and set(alert["trace_ids"]) <= set(failed)
+    assert "failures" in alert["threshold"]["bound"]
+    assert not [n for n in notices(rx) if n[0] in ("feature_drift", "performance_drop")]
+
+
+def test_a_slow_webhook_does_not_slow_requests(tmp_path, demo_tags, demo_rows):
+    """The receiver takes 10 s to answer; requests go on at their usual speed meanwhile."""
+    rule = [{"name": "always", "series": "drift.share", "above": -1}]
+    with Receiver(delay=10) as rx:
+        env = {"VIGIL_MODEL": demo_tags["classifier"], "VIGIL_WINDOW_ROWS": "40",
+               "VIGIL_ALERT_DEFAULT_RULES": "false", "VIGIL_ALERT_RULES": json.dumps(rule),
+               "VIGIL_ALERT_WEBHOOKS": json.dumps([{"url": rx.url, "timeout": 15}])}
+        with serve(tmp_path, env) as server, server.client(timeout=30) as c:
+            for _ in range(3):
+                assert c.post("/predict", json={"instances": demo_rows[:20]}).status_code == 200
+            assert wait_for(lambda: c.get("/monitoring/alerts").json()["firing"])
+            time.sleep(0.5)                                   # the notifier is now waiting on the receiver
+            took = []
+            for _ in range(30):
+                t0 = time.monotonic()
+                assert c.post("/predict", json={"instances": demo_rows[:5]}).status_code == 200
+                took.append(time.monotonic() - t0)
+            assert rx.delivered() == []                       # the webhook has not answered yet...
+            assert max(took) < 1.0, took                      # ...and no request waited on it
+            assert wait_for(lambda: rx.delivered(), timeout=30)
+    assert [b["alert"]["rule"] for b in rx.delivered()] == ["always"]

@@ -1,0 +1,373 @@
+"""Alert rules: conditions, the state machine (hysteresis, duration, cooldown), the default
+rules' budget, persistence, silences, acknowledgements, and one transition per window
+whichever worker reports it."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+
+from monitoring.alert_engine import AlertEngine, observe_performance, observe_window
+from monitoring.alerts import (AlertState, Budget, DefaultContext, DerivedRule, Obs, RuleContext, RuleSpec,
+                               default_rules, evaluate_condition, merge_rules, step)
+from monitoring.serving import LATENCY_BOUNDS, ServingSketch
+from monitoring.store import Store
+
+
+def rule(**kw) -> RuleSpec:
+    base = dict(name="r", series="drift.share", above=0.5)
+    base.update(kw)
+    return RuleSpec(**base)
+
+
+# -- conditions --------------------------------------------------------------------------
+
+def test_each_condition_kind():
+    assert evaluate_condition(rule(above=0.5), Obs(0.6)) is True
+    assert evaluate_condition(rule(above=0.5), Obs(0.5)) is False
+    assert evaluate_condition(rule(above=None, below=0.2), Obs(0.1)) is True
+    assert evaluate_condition(rule(above=None, below=0.2), Obs(0.3)) is False
+    band = rule(series="drift.score", above=None, outside_band=True)
+    assert evaluate_condition(band, Obs(3.0, outside=True)) is True
+    assert evaluate_condition(band, Obs(3.0, outside=False)) is False
+    assert evaluate_condition(band, Obs(3.0, outside=None)) is None  # not computable: no data
+    rel = rule(series="prediction.confidence", above=None, relative_change=0.1)
+    assert evaluate_condition(rel, Obs(0.80, reference=0.95)) is True    # -15.8 %
+    assert evaluate_condition(rel, Obs(0.90, reference=0.95)) is False   # -5.3 %
+    assert evaluate_condition(rel, Obs(0.90, reference=None)) is None
+    up = rule(series="prediction.confidence", above=None, relative_change=0.1, direction="up")
+    assert evaluate_condition(up, Obs(0.80, reference=0.95)) is False    # a drop is not "up"
+    assert evaluate_condition(up, Obs(1.2, reference=1.0)) is True
+    zero = rule(series="quality.missing_rate", above=None, relative_change=0.5)
+    assert evaluate_condition(zero, Obs(0.01, reference=0.0)) is True    # any change from 0 is infinite
+    assert evaluate_condition(rule(), Obs(None)) is None
+    assert evaluate_condition(rule(), Obs(math.nan)) is None
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(above=1, below=2), "exactly one condition"),
+    (dict(above=None), "exactly one condition"),
+    (dict(series="system.cpu", above=None, outside_band=True), "no calibrated band"),
+    (dict(series="drift.score", above=None, relative_change=0.2), "no reference value"),
+    (dict(series="performance.realized", above=None, outside_band=True), "needs label"),
+    (dict(series="drift.score", above=None, outside_band=True, band_rate=0.01), "fixed rate"),
+    (dict(name="has space"), "pattern"),
+    (dict(for_windows=0), "greater than or equal to 1"),
+])
+def test_malformed_rules_are_rejected_with_the_reason(kw, message):
+    with pytest.raises(ValueError, match=message):
+        rule(**kw)
+
+
+# -- state machine -------------------------------------------------------------------
+
+def run(r: RuleSpec, verdicts, start_state=None, t0=0.0, dt=60.0):
+    st = start_state or AlertState()
+    out = []
+    for i, bad in enumerate(verdicts):
+        st, tr = step(r, st, bad, st.last_window + 1, t0 + i * dt, t0 + (i + 1) * dt, t0 + (i + 1) * dt)
+        out.append((st.state, tr.to if tr else None))
+    return st, out
+
+
+def test_a_single_noisy_window_does_not_fire_three_in_a_row_do():
+    r = rule(for_windows=3, resolve_windows=2)
+    _, out = run(r, [True, False, True, True, False])
+    assert [s for s, _ in out] == ["pending", "inactive", "pending", "pending", "inactive"]
+    assert all(t is None for _, t in out)
+    st, out = run(r, [True, True, True, True])
+    assert [s for s, _ in out] == ["pending", "pending", "firing", "firing"]
+    assert [t for _, t in out] == [None, None, "firing", None]  # fires once, not per window
+    assert st.seq == 1
+
+
+def test_resolves_only_after_m_clean_windows():
+    r = rule(for_windows=1, resolve_windows=3)
+    st, out = run(r, [True, False, False, True, False, False, False])
+    assert [s for s, _ in out] == ["firing", "firing", "firing", "firing", "firing", "firing", "resolved"]
+    assert [t for _, t in out if t] == ["firing", "resolved"]
+    assert st.seq == 2 and st.good == 0
+
+
+def test_no_data_windows_neither_fire_nor_resolve():
+    r = rule(for_windows=2, resolve_windows=2)
+    _, out = run(r, [True, None, True, False, None, False])
+    assert [t for _, t in out] == [None, None, "firing", None, None, "resolved"]
+
+
+def test_for_seconds_needs_the_condition_to_last():
+    r = rule(for_windows=1, for_seconds=150)
+    _, out = run(r, [True, True, True], dt=60)  # pending since t=0; window ends at 60, 120, 180
+    assert [t for _, t in out] == [None, None, "firing"]
+
+
+def test_cooldown_holds_a_refire_back():
+    r = rule(for_windows=1, resolve_windows=1, cooldown_seconds=300)
+    st, out = run(r, [True, False, True, True, True, True, True], dt=60)
+    # fired at t=60, resolved at 120; bad again at 180..: cooled only from t=360
+    assert [t for _, t in out] == ["firing", "resolved", None, None, None, "firing", None]
+    assert out[2][0] == "pending"
+
+
+def test_a_window_counts_once():
+    r = rule(for_windows=2)
+    st, _ = step(r, AlertState(), True, 5, 0, 1, 1)
+    again, tr = step(r, st, True, 5, 0, 1, 1)
+    assert again == st and tr is None
+    older, tr = step(r, st, True, 4, 0, 1, 1)
+    assert older == st and tr is None
+
+
+# -- default rules from the budget ------------------------------------------------------
+
+def test_default_rules_are_derived_from_the_false_alert_budget():
+    ctx = DefaultContext(task="classification", window_seconds=300, drift_alpha=0.01, band_sigmas=3.0,
+                         false_alerts_per_week=1.0, multivariate=True)
+    rules = {d.rule.name: d for d in default_rules(ctx)}
+    assert set(rules) == {"feature_drift", "prediction_drift", "performance_drop", "error_rate", "latency_spike",
+                          "multivariate_drift"}
+    b = Budget(1.0, 300, 6)
+    assert b.windows_per_week == pytest.approx(2016)
+    per = b.per_rule_window
+    assert per == pytest.approx(1 / (6 * 2016))
+    n = rules["feature_drift"].rule.for_windows
+    assert 0.01 ** n <= per < 0.01 ** (n - 1)            # the fewest windows that fit the budget
+    n_perf = rules["performance_drop"].rule.for_windows
+    assert 0.00135 ** n_perf <= per < 0.00135 ** (n_perf - 1)
+    assert rules["error_rate"].rule.band_rate == pytest.approx(per)
+    assert rules["performance_drop"].rule.label == "accuracy"
+    # the whole set's false alerts per week stay within the budget
+    weekly = sum((0.01 ** rules[k].rule.for_windows) * b.windows_per_week
+                 for k in ("feature_drift", "prediction_drift", "multivariate_drift"))
+    weekly += (0.00135 ** n_perf + 2 * per) * b.windows_per_week
+    assert weekly <= 1.0
+    # a tighter budget or shorter windows need more evidence
+    tight = {d.rule.name: d.rule for d in default_rules(DefaultContext("regression", 60, 0.01, 3.0, 0.01, False))}
+    assert tight["feature_drift"].for_windows > n
+    assert tight["performance_drop"].label == "mae"
+
+
+def test_configured_rules_override_and_disable_defaults():
+    ctx = DefaultContext("classification", 300, 0.01, 3.0, 1.0, False)
+    merged = merge_rules(default_rules(ctx), [RuleSpec(name="latency_spike", series="serving.latency_p99", above=0.5),
+                                              RuleSpec(name="error_rate", series="serving.error_rate",
+                                                       enabled=False),
+                                              RuleSpec(name="slow_cpu", series="system.cpu", above=1.5)])
+    by = {d.rule.name: d for d in merged}
+    assert "error_rate" not in by
+    assert by["latency_spike"].rule.above == 0.5 and by["latency_spike"].derivation == "configured"
+    assert "slow_cpu" in by and "feature_drift" in by
+
+
+# -- observations ------------------------------------------------------------------
+
+CTX = RuleContext(features=("a", "b"), classes=("0", "1"), metrics=("accuracy",), reference_rows=1000,
+                  drift_alpha=0.01, error_rate=0.01)
+
+
+def report(wid: int, flagged=(), rows=100, serving=None, **extra) -> dict:
+    feats = [{"feature": f, "score": 5.0 if f in flagged else 0.2, "flagged": f in flagged} for f in ("a", "b")]
+    return {"window_id": wid, "rows": rows, "too_small": False, "features": feats, "share_drifted": len(flagged) / 2,
+            "multivariate": None, "quality": [], "predictions": None, "started_at": 100.0 * wid,
+            "ended_at": 100.0 * wid + 90, "serving": serving or {}, **extra}
+
+
+def test_error_rate_band_is_a_binomial_test():
+    r = RuleSpec(name="e", series="serving.error_rate", outside_band=True, band_rate=1e-4)
+    ok = observe_window(r, report(0, serving={"requests": 1000, "server_errors": 15}), CTX)[""]
+    bad = observe_window(r, report(0, serving={"requests": 1000, "server_errors": 40}), CTX)[""]
+    assert ok.outside is False and bad.outside is True           # 1.5 % is noise at 1 %; 4 % is not
+    few = observe_window(r, report(0, serving={"requests": 3, "server_errors": 1}), CTX)[""]
+    assert few.outside is False                                     # one failure in three is not evidence
+
+
+def latency_hist(ms_values) -> dict:
+    s = ServingSketch()
+    import bisect
+    for v in ms_values:
+        s.latency[bisect.bisect_left(LATENCY_BOUNDS, v / 1000)] += 1
+    return {str(i): c for i, c in enumerate(s.latency) if c}
+
+
+def test_latency_spike_needs_history_and_a_real_shift():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    r = RuleSpec(name="l", series="serving.latency_p99", outside_band=True, band_rate=1e-4)
+    normal = lambda n: latency_hist(rng.lognormal(np.log(10), 0.3, n))  # noqa: E731  ~10 ms
+    hist = {"history": [[i, normal(300)] for i in range(4)]}
+    same = observe_window(r, report(9, serving={"requests": 300, "server_errors": 0, "latency": normal(300)}), CTX,
+                          hist)[""]
+    slow = observe_window(r, report(9, serving={"requests": 300, "server_errors": 0,
+                                                "latency": latency_hist(rng.lognormal(np.log(40), 0.3, 300))}),
+                          CTX, hist)[""]
+    assert same.outside is False and slow.outside is True
+    assert slow.value > 3 * same.value
+    cold = observe_window(r, report(9, serving={"requests": 300, "latency": normal(300)}), CTX,
+                          {"history": hist["history"][:2]})[""]
+    assert cold.outside is None  # too little history: no verdict
+
+
+def test_performance_observations_wait_for_final_windows():
+    r = RuleSpec(name="p", series="performance.realized", label="accuracy", outside_band=True)
+    res = {"window_id": 3, "final": False, "status": "ok", "alerting": True, "realized": {"accuracy": 0.5},
+           "baseline": {"accuracy": 0.95}, "band": {"accuracy": [0.9, 1.0]}, "band_status": {"accuracy": "below"},
+           "degraded": ["accuracy"], "labelled": 100, "predictions": 100}
+    assert observe_performance(r, res) == {}
+    obs = observe_performance(r, {**res, "final": True})["accuracy"]
+    assert obs.outside is True and obs.value == 0.5 and obs.reference == 0.95
+    ok = observe_performance(r, {**res, "final": True, "realized": {"accuracy": 0.93}, "degraded": [],
+                                 "band_status": {"accuracy": "within"}})["accuracy"]
+    assert ok.outside is False
+
+
+# -- the engine: store, outbox, silences, acknowledgements -------------------------
+
+PG = os.environ.get("VIGIL_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
+    not PG, reason="VIGIL_TEST_POSTGRES_URL not set (.ci/run sets it for the local Postgres)"))]
+
+
+def clean_store(url: str) -> Store:
+    """A store with no alert state for model m:1 (the Postgres database is shared)."""
+    from sqlalchemy import delete
+
+    from monitoring.alert_store import alert_events, alerts, outbox, silences
+
+    s = Store(url)
+    with s.engine.begin() as c:
+        for t in (alerts, alert_events, outbox, silences):
+            c.execute(delete(t).where(t.c.model == "m:1"))
+    return s
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    s = clean_store(f"sqlite:///{tmp_path / 'v.db'}" if request.param == "sqlite" else PG)
+    yield s
+    s.dispose()
+
+
+class Clock:
+    def __init__(self, t=1000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def engine(store, clock, rules=None, **kw) -> AlertEngine:
+    rules = rules or [RuleSpec(name="drift", series="drift.score", outside_band=True, for_windows=2,
+                               resolve_windows=2)]
+    return AlertEngine(store, "m:1", [DerivedRule(r, "test") for r in rules], CTX, sinks=["log", "webhook:0"],
+                       clock=clock, trace_url="http://traces/{trace_id}", **kw)
+
+
+def feed(eng, clock, verdicts, start=0, feature="a"):
+    out = []
+    for i, bad in enumerate(verdicts):
+        clock.t += 100
+        out += eng.on_window(report(start + i, flagged=(feature,) if bad else ()))
+    return out
+
+
+def test_transitions_are_persisted_with_one_outbox_row_per_sink(store):
+    clock = Clock()
+    eng = engine(store, clock)
+    trs = feed(eng, clock, [True, True, True])
+    assert [(r, i, t.to) for r, i, t in trs] == [("drift", "a", "firing")]
+    rows = store.outbox_rows("m:1")
+    assert sorted(r["sink"] for r in rows) == ["log", "webhook:0"]
+    assert rows[0]["key"].startswith("m:1/drift/a/1/firing#")
+    (alert,) = [a for a in eng.view()["firing"]]
+    assert alert["rule"] == "drift" and alert["instance"] == "a" and alert["evidence"]["window"]["id"] == 1
+    assert alert["evidence"]["threshold"]["band"].startswith("flagged")
+
+
+def test_state_survives_a_restart_without_refiring(store, tmp_path):
+    clock = Clock()
+    feed(engine(store, clock), clock, [True, True])
+    assert len(store.outbox_rows("m:1")) == 2
+    store.dispose()
+    again = Store(store.url)  # a new process: new store connection, new engine
+    eng2 = engine(again, clock)
+    assert eng2.on_window(report(1, flagged=("a",))) == []       # the same window again: ignored
+    assert feed(eng2, clock, [True, True], start=2) == []          # still firing: nothing new
+    assert len(again.outbox_rows("m:1")) == 2
+    trs = feed(eng2, clock, [False, False], start=4)
+    assert [t.to for _, _, t in trs] == ["resolved"]
+    assert len(again.outbox_rows("m:1")) == 4
+    again.dispose()
+
+
+def test_two_workers_reporting_the_same_window_make_one_transition(store):
+    clock = Clock()
+    a, b = engine(store, clock), engine(Store(store.url), clock)
+    for wid in range(3):
+        clock.t += 100
+        r = report(wid, flagged=("a",))
+        a.on_window(r)
+        b.on_window(r)                                             # e.g. performance scored twice
+    assert len(store.outbox_rows("m:1")) == 2
+    assert [e["state"] for e in store.alert_events("m:1")] == ["firing"]
+
+
+def test_silence_holds_notifications_until_it_ends(store):
+    clock = Clock()
+    eng = engine(store, clock)
+    sid = store.add_silence("m:1", "drift", None, clock.t + 1000, "deploying", "ops", clock.t)
+    feed(eng, clock, [True, True])
+    assert store.outbox_rows("m:1") == []                          # fired while silenced: not sent
+    assert eng.view()["firing"][0]["notified_state"] is None
+    assert eng.tick(force=True) == 0                               # still silenced
+    assert store.end_silence("m:1", sid, clock.t)
+    assert eng.tick(force=True) == 2                               # silence over, still firing: announce
+    assert eng.tick(force=True) == 0                               # once
+    assert [r["key"].split("#")[0] for r in store.outbox_rows("m:1")] == ["m:1/drift/a/1/firing"] * 2
+
+
+def test_resolution_of_a_silenced_alert_that_was_never_announced_is_not_sent(store):
+    clock = Clock()
+    eng = engine(store, clock)
+    store.add_silence("m:1", "*", None, clock.t + 10_000, None, None, clock.t)
+    feed(eng, clock, [True, True, False, False])
+    assert store.outbox_rows("m:1") == []
+    assert [e["state"] for e in store.alert_events("m:1")] == ["resolved", "firing"]
+
+
+def test_acknowledge_stops_repeats(store):
+    clock = Clock()
+    r = RuleSpec(name="drift", series="drift.score", outside_band=True, repeat_seconds=600)
+    eng = engine(store, clock, rules=[r])
+    feed(eng, clock, [True])
+    assert len(store.outbox_rows("m:1")) == 2
+    clock.t += 601
+    assert eng.tick(force=True) == 2                               # unacknowledged: repeated
+    assert store.acknowledge("m:1", "drift", "a", "alice", clock.t) == 1
+    clock.t += 601
+    assert eng.tick(force=True) == 0                               # acknowledged: quiet
+    view = eng.view()
+    assert view["firing"][0]["acknowledged_by"] == "alice"
+    assert "acknowledged" in [e["state"] for e in view["recent"]]
+    feed(eng, clock, [False], start=1)                             # resolves: the acknowledgement goes with it
+    assert store.alerts("m:1")[0].acked_at is None
+
+
+def test_store_outage_defers_the_window_and_applies_it_later(store, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    clock = Clock()
+    eng = engine(store, clock, rules=[RuleSpec(name="drift", series="drift.score", outside_band=True)])
+    real = store.lock_alerts
+
+    def down(*a, **k):
+        raise OperationalError("select", None, Exception("database is locked"))
+
+    monkeypatch.setattr(store, "lock_alerts", down)
+    assert eng.on_window(report(0, flagged=("a",))) == []
+    assert eng.errors == 1
+    monkeypatch.setattr(store, "lock_alerts", real)
+    eng.tick(force=True)
+    assert [e["state"] for e in store.alert_events("m:1")] == ["firing"]
