@@ -231,9 +231,11 @@ class _Batch:
     values: np.ndarray | None
     mv_errors: np.ndarray | None
 
+    def arrays(self) -> tuple[np.ndarray | None, ...]:
+        return self.numeric, self.codes, self.class_codes, self.confidence, self.values, self.mv_errors
+
     def _map(self, fn) -> "_Batch":
-        return _Batch(*(None if a is None else fn(a) for a in (self.numeric, self.codes, self.class_codes,
-                                                             self.confidence, self.values, self.mv_errors)))
+        return _Batch(*(None if a is None else fn(a) for a in self.arrays()))
 
     def copy(self) -> "_Batch":
         return self._map(np.array)
@@ -259,8 +261,7 @@ class _Pending:
         batches, self.batches, self.rows = self.batches, [], 0
         if len(batches) == 1:
             return batches[0]
-        cols = zip(*((b.numeric, b.codes, b.class_codes, b.confidence, b.values, b.mv_errors) for b in batches))
-        return _Batch(*(_join(c) for c in cols))
+        return _Batch(*(_join(column) for column in zip(*(b.arrays() for b in batches))))
 
 
 def _join(arrays) -> np.ndarray | None:
