@@ -11,7 +11,7 @@ flag a negligible shift. The exported *score* is ``min(effect / floor, alpha / p
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -102,13 +102,14 @@ class WindowReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: non-finite numbers become None."""
-        d = asdict(self)
+        d = finite(self)
         d["drifted"] = list(self.drifted)
-        return finite(d)
+        return d
 
 
 def finite(v: Any) -> Any:
-    """A JSON-ready copy: non-finite floats become None, numpy scalars Python ones."""
+    """A JSON-ready copy: dataclasses become dicts (as ``asdict`` makes them, in one pass
+    without its deep copies), non-finite floats None, numpy scalars Python ones."""
     if isinstance(v, np.generic):
         v = v.item()
     if isinstance(v, float):
@@ -117,6 +118,8 @@ def finite(v: Any) -> Any:
         return {k: finite(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [finite(x) for x in v]
+    if is_dataclass(v) and not isinstance(v, type):
+        return {f.name: finite(getattr(v, f.name)) for f in fields(v)}
     return v
 
 

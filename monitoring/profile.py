@@ -13,11 +13,16 @@ import numpy as np
 
 from .multivariate import PcaDetector
 from .schema import ModelSchema
-from .sketches import CategoricalSketch, NumericSketch, quantile_edges
+from .sketches import BinIndex, CategoricalSketch, NumericSketch, quantile_edges
 
 PROFILE_VERSION = 1
 DEFAULT_BINS = 30
 CONFIDENCE_EDGES = np.linspace(0.1, 0.9, 9)  # ten bins over [0, 1]
+#: Rows that :meth:`Profile.update` buffers before folding them into the sketches, and the
+#: size of the chunks a large batch is folded in: long enough that the fold's numpy calls
+#: cost little per row, short enough that the buffer and the fold's temporaries stay small
+#: (about 200 bytes a row at 25 features) and in cache.
+FOLD_ROWS = 8192
 
 
 @dataclass
@@ -34,11 +39,15 @@ class PredictionSketch:
             return cls(CategoricalSketch(len(schema.classes)), NumericSketch(CONFIDENCE_EDGES), None)
         return cls(None, None, NumericSketch(value_edges if value_edges is not None else np.zeros(0)))
 
-    def update(self, class_codes: np.ndarray | None, proba: np.ndarray | None, values: np.ndarray | None) -> None:
+    def update(self, class_codes: np.ndarray | None, proba: np.ndarray | None, values: np.ndarray | None,
+               *, confidence: np.ndarray | None = None) -> None:
+        """``confidence`` (each row's top probability) may be given instead of ``proba``."""
         if self.classes is not None and class_codes is not None:
             self.classes.update(class_codes)
             if proba is not None:
-                self.confidence.update(proba.max(axis=1))
+                confidence = proba.max(axis=1)
+            if confidence is not None:
+                self.confidence.update(confidence)
         if self.values is not None and values is not None:
             self.values.update(values)
 
@@ -64,32 +73,51 @@ class Profile:
     The reference profile and each monitoring window are both a ``Profile``; a window
     is created with :meth:`empty_like` so its bins match the reference exactly.
 
-    Numeric updates accumulate in one block of arrays (vectorised across features) and
-    are folded into the per-feature sketches when ``numeric`` is read, so that feeding a
-    window batch by batch costs a handful of numpy calls per batch, not per feature.
+    :meth:`update` copies a batch into a buffer and returns; the buffered rows are folded
+    into the sketches ``FOLD_ROWS`` at a time and whenever a sketch is read (``numeric``,
+    ``categorical``, ``predictions``, ``multivariate``, :meth:`to_dict`, :meth:`merge`), so
+    feeding a window batch by batch costs a few array copies per batch, and the binning,
+    counting and moments run as one set of numpy calls, vectorised across features, per
+    fold. Counts, missing counts and ranges do not depend on how rows were batched;
+    moments only up to floating-point rounding.
     """
 
     def __init__(self, numeric: dict[str, NumericSketch], categorical: dict[str, CategoricalSketch],
                  predictions: PredictionSketch, rows: int = 0, multivariate: NumericSketch | None = None,
                  detector: PcaDetector | None = None):
         self._numeric = numeric
-        self.categorical = categorical
-        self.predictions = predictions
+        self._categorical = categorical
+        self._predictions = predictions
         self.rows = rows
-        #: log PCA-reconstruction errors of the rows (None without a multivariate detector)
-        self.multivariate = multivariate
+        self._multivariate = multivariate
         #: the fitted detector; only the reference profile carries it
         self.detector = detector
-        self._block: _NumericBlock | None = None
+        self._pending = _Pending()
+        self._bins: BinIndex | None = None
 
     @property
     def numeric(self) -> dict[str, NumericSketch]:
-        if self._block is not None and self._block.pending:
-            self._block.fold_into(list(self._numeric.values()))
+        self._fold()
         return self._numeric
 
+    @property
+    def categorical(self) -> dict[str, CategoricalSketch]:
+        self._fold()
+        return self._categorical
+
+    @property
+    def predictions(self) -> PredictionSketch:
+        self._fold()
+        return self._predictions
+
+    @property
+    def multivariate(self) -> NumericSketch | None:
+        """Log PCA-reconstruction errors of the rows (None without a multivariate detector)."""
+        self._fold()
+        return self._multivariate
+
     def __repr__(self) -> str:
-        return f"Profile(rows={self.rows}, numeric={len(self._numeric)}, categorical={len(self.categorical)})"
+        return f"Profile(rows={self.rows}, numeric={len(self._numeric)}, categorical={len(self._categorical)})"
 
     @classmethod
     def empty(cls, schema: ModelSchema, edges: Mapping[str, np.ndarray],
@@ -103,35 +131,61 @@ class Profile:
         )
 
     def empty_like(self) -> "Profile":
-        p = self.predictions
-        return Profile(
-            numeric={k: NumericSketch(s.edges) for k, s in self.numeric.items()},
-            categorical={k: CategoricalSketch(s.n_categories) for k, s in self.categorical.items()},
+        p = self._predictions  # bins only: nothing pending matters here
+        out = Profile(
+            numeric={k: NumericSketch(s.edges) for k, s in self._numeric.items()},
+            categorical={k: CategoricalSketch(s.n_categories) for k, s in self._categorical.items()},
             predictions=PredictionSketch(
                 None if p.classes is None else CategoricalSketch(p.classes.n_categories),
                 None if p.confidence is None else NumericSketch(p.confidence.edges),
                 None if p.values is None else NumericSketch(p.values.edges)),
-            multivariate=None if self.multivariate is None else NumericSketch(self.multivariate.edges),
+            multivariate=None if self._multivariate is None else NumericSketch(self._multivariate.edges),
         )
+        if self._bins is None and self._numeric:
+            self._bins = BinIndex([s.edges for s in self._numeric.values()])
+        out._bins = self._bins  # same edges: every window shares the reference's lookup tables
+        return out
 
     def update(self, numeric: np.ndarray, codes: np.ndarray, *, class_codes: np.ndarray | None = None,
                proba: np.ndarray | None = None, values: np.ndarray | None = None,
                mv_errors: np.ndarray | None = None) -> None:
         """Add a columnar batch (columns in schema order, as the validator builds them).
 
-        Vectorised across features: one pass over the matrix for missing values, moments
-        and ranges, one ``bincount`` for every numeric histogram and one for every
-        category table; only the per-feature bin search stays a loop."""
+        A batch of at least ``FOLD_ROWS`` rows is folded at once, in chunks; a smaller one
+        is copied into the buffer (the caller may reuse its arrays)."""
+        n = int(numeric.shape[0])
+        p = self._predictions
+        batch = _Batch(
+            numeric, codes,
+            class_codes if p.classes is not None else None,
+            proba.max(axis=1) if p.classes is not None and class_codes is not None and proba is not None else None,
+            values if p.values is not None else None,
+            mv_errors if self._multivariate is not None else None)
+        self.rows += n
+        if n >= FOLD_ROWS:
+            self._fold()
+            for a in range(0, n, FOLD_ROWS):
+                self._apply(batch.rows(a, a + FOLD_ROWS))
+            return
+        self._pending.add(batch.copy(), n)
+        if self._pending.rows >= FOLD_ROWS:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Apply the buffered batches to the sketches."""
+        if self._pending.batches:
+            self._apply(self._pending.take())
+
+    def _apply(self, b: "_Batch") -> None:
         if self._numeric:
-            if self._block is None:
-                self._block = _NumericBlock(list(self._numeric.values()))
-            self._block.add(numeric)
-        if self.categorical:
-            _update_categorical_block(list(self.categorical.values()), codes)
-        self.predictions.update(class_codes, proba, values)
-        if self.multivariate is not None and mv_errors is not None:
-            self.multivariate.update(mv_errors)
-        self.rows += int(numeric.shape[0])
+            if self._bins is None:
+                self._bins = BinIndex([s.edges for s in self._numeric.values()])
+            _update_numeric_block(list(self._numeric.values()), self._bins, b.numeric)
+        if self._categorical:
+            _update_categorical_block(list(self._categorical.values()), b.codes)
+        self._predictions.update(b.class_codes, None, b.values, confidence=b.confidence)
+        if b.mv_errors is not None:
+            self._multivariate.update(b.mv_errors)
 
     def merge(self, other: "Profile") -> "Profile":
         return Profile(
@@ -165,83 +219,94 @@ class Profile:
         )
 
 
-class _NumericBlock:
-    """Pending numeric updates for all features at once: bin counts, and moments merged
-    with Chan's formula across batches, vectorised over features."""
+@dataclass
+class _Batch:
+    """The arrays of one update that the sketches take (None where a sketch takes nothing):
+    the prediction's confidence is kept instead of the probabilities."""
 
-    def __init__(self, sketches: list[NumericSketch]):
-        self.edges = [s.edges for s in sketches]
-        self.sizes = [s.counts.size for s in sketches]
-        self.width = max(self.sizes)
-        f = len(sketches)
-        self.offsets = np.arange(f, dtype=np.int64)[:, None] * self.width
-        self.counts = np.zeros(f * self.width, dtype=np.int64)
-        self.n = np.zeros(f)
-        self.mean = np.zeros(f)
-        self.m2 = np.zeros(f)
-        self.min = np.full(f, np.inf)
-        self.max = np.full(f, -np.inf)
-        self.missing = np.zeros(f, dtype=np.int64)
-        self.pending = False
+    numeric: np.ndarray
+    codes: np.ndarray
+    class_codes: np.ndarray | None
+    confidence: np.ndarray | None
+    values: np.ndarray | None
+    mv_errors: np.ndarray | None
 
-    def add(self, X: np.ndarray) -> None:
-        X = np.asarray(X, dtype=np.float64)
-        if X.shape[0] == 0:
-            return
-        Xt = np.ascontiguousarray(X.T)
-        nan = np.isnan(Xt)
-        any_nan = bool(nan.any())
-        rows = Xt.shape[1]
+    def arrays(self) -> tuple[np.ndarray | None, ...]:
+        return self.numeric, self.codes, self.class_codes, self.confidence, self.values, self.mv_errors
+
+    def _map(self, fn) -> "_Batch":
+        return _Batch(*(None if a is None else fn(a) for a in self.arrays()))
+
+    def copy(self) -> "_Batch":
+        return self._map(np.array)
+
+    def rows(self, a: int, b: int) -> "_Batch":
+        return self._map(lambda x: x[a:b])
+
+
+class _Pending:
+    """Batches added since the last fold."""
+
+    def __init__(self):
+        self.batches: list[_Batch] = []
+        self.rows = 0
+
+    def add(self, batch: _Batch, rows: int) -> None:
+        self.batches.append(batch)
+        self.rows += rows
+
+    def take(self) -> _Batch:
+        """All pending rows as one batch, and an empty buffer. Each array joins the batches
+        that had it: the sketches take each one independently."""
+        batches, self.batches, self.rows = self.batches, [], 0
+        if len(batches) == 1:
+            return batches[0]
+        return _Batch(*(_join(column) for column in zip(*(b.arrays() for b in batches))))
+
+
+def _join(arrays) -> np.ndarray | None:
+    arrays = [a for a in arrays if a is not None]
+    return np.concatenate(arrays) if arrays else None
+
+
+def _update_numeric_block(sketches: list[NumericSketch], bins: BinIndex, X: np.ndarray) -> None:
+    """Update every numeric sketch from one ``(rows, features)`` matrix: one pass over it
+    for missing values, moments and ranges, and one ``bincount`` for every histogram."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.shape[0] == 0:
+        return
+    Xt = np.ascontiguousarray(X.T)  # one feature per row: the reductions run along memory
+    nan = np.isnan(Xt)
+    any_nan = bool(nan.any())
+    rows = Xt.shape[1]
+    if any_nan:
+        n_b = rows - nan.sum(axis=1)
+        filled = np.where(nan, 0.0, Xt)
+    else:
+        n_b = np.full(Xt.shape[0], rows)
+        filled = Xt
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # extreme values: moments go inf
+        mean_b = filled.sum(axis=1) / np.maximum(n_b, 1)
+        dev = filled - mean_b[:, None]
         if any_nan:
-            n_b = (rows - nan.sum(axis=1)).astype(np.float64)
-            filled = np.where(nan, 0.0, Xt)
-        else:
-            n_b = np.full(Xt.shape[0], float(rows))
-            filled = Xt
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            mean_b = filled.sum(axis=1) / np.maximum(n_b, 1)
-            dev = filled - mean_b[:, None]
-            if any_nan:
-                dev[nan] = 0.0
-            m2_b = np.einsum("ij,ij->i", dev, dev)
-            n = self.n + n_b
-            delta = mean_b - self.mean
-            w = np.where(n > 0, n_b / np.maximum(n, 1), 0.0)
-            self.m2 += m2_b + delta * delta * self.n * w
-            self.mean += delta * w
-        self.n = n
-        if any_nan:
-            self.missing += nan.sum(axis=1)
-            np.minimum(self.min, np.where(nan, np.inf, Xt).min(axis=1), out=self.min)
-            np.maximum(self.max, np.where(nan, -np.inf, Xt).max(axis=1), out=self.max)
-        else:
-            np.minimum(self.min, Xt.min(axis=1), out=self.min)
-            np.maximum(self.max, Xt.max(axis=1), out=self.max)
-        idx = np.empty(Xt.shape, dtype=np.int64)
-        for j, e in enumerate(self.edges):
-            idx[j] = np.searchsorted(e, Xt[j], side="right")
-        idx += self.offsets
-        self.counts += np.bincount(idx[~nan] if any_nan else idx.ravel(), minlength=self.counts.size)
-        self.pending = True
-
-    def fold_into(self, sketches: list[NumericSketch]) -> None:
-        counts = self.counts.reshape(len(sketches), self.width)
-        for j, s in enumerate(sketches):
-            s.missing += int(self.missing[j])
-            nb = int(self.n[j])
-            if nb:
-                s.counts += counts[j, : self.sizes[j]]
-                s._merge_moments(nb, float(self.mean[j]), float(self.m2[j]))
-                s.minimum = min(s.minimum, float(self.min[j]))
-                s.maximum = max(s.maximum, float(self.max[j]))
-        self.counts[:] = 0
-        self.n[:] = 0
-        self.mean[:] = 0
-        self.m2[:] = 0
-        self.min[:] = np.inf
-        self.max[:] = -np.inf
-        self.missing[:] = 0
-        self.pending = False
+            dev[nan] = 0.0
+        m2_b = np.einsum("ij,ij->i", dev, dev)
+    if any_nan:
+        lo = np.where(nan, np.inf, Xt).min(axis=1)
+        hi = np.where(nan, -np.inf, Xt).max(axis=1)
+    else:
+        lo, hi = Xt.min(axis=1), Xt.max(axis=1)
+    idx = bins.index(filled)
+    counts = np.bincount(idx[~nan] if any_nan else idx.ravel(), minlength=len(sketches) * bins.width)
+    counts = counts.reshape(len(sketches), bins.width)
+    for j, s in enumerate(sketches):
+        nb = int(n_b[j])
+        s.missing += rows - nb
+        if nb:
+            s.counts += counts[j, : s.counts.size]
+            s._merge_moments(nb, float(mean_b[j]), float(m2_b[j]))
+            s.minimum = min(s.minimum, float(lo[j]))
+            s.maximum = max(s.maximum, float(hi[j]))
 
 
 def _update_categorical_block(sketches: list[CategoricalSketch], codes: np.ndarray) -> None:

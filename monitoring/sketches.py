@@ -8,6 +8,7 @@ No I/O, clocks or logging here.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -157,3 +158,94 @@ class CategoricalSketch:
         s.counts = np.asarray(d["counts"], dtype=np.int64)
         s.unseen, s.missing = int(d["unseen"]), int(d["missing"])
         return s
+
+
+class BinIndex:
+    """Bin indexes of many features' values at once, equal to ``searchsorted(edges_j, x,
+    side="right")`` per feature, laid out for a single ``bincount``: feature *j*'s bin *b*
+    is slot ``j * width + b``.
+
+    A binary search per value is the slow part of updating a sketch, so each feature's
+    range between its outer edges is cut into equal cells (a power of two, at most
+    ``max_cells``, chosen so that no cell holds two edges). A value's cell is one
+    subtract, multiply and truncate; its bin is the number of edges in lower cells plus
+    whether it reaches the edge in its own cell. The map from value to cell is monotone in
+    floating point (each step rounds monotonically), so an edge in a lower cell is never
+    above the value and one in a higher cell never at or below it: the bins are exact.
+    A feature whose edges cannot be separated (fewer than two, or far closer together than
+    its range / ``max_cells``) keeps the binary search.
+
+    Examples
+    --------
+    >>> ix = BinIndex([np.array([0.0, 1.0]), np.array([5.0])])
+    >>> ix.width, ix.index(np.array([[-1.0, 0.0, 2.0], [4.0, 5.0, 6.0]])).tolist()
+    (3, [[0, 1, 2], [3, 4, 4]])
+    """
+
+    def __init__(self, edges: list[np.ndarray], max_cells: int = 4096):
+        self.edges = [np.asarray(e, dtype=np.float64) for e in edges]
+        self.sizes = [e.size + 1 for e in self.edges]
+        self.width = max(self.sizes, default=1)
+        self.offsets = np.arange(len(self.edges), dtype=np.int64) * self.width
+        tables = [_cell_table(e, max_cells) for e in self.edges]
+        #: features binned through the cell tables, and those searched
+        self.fast = [j for j, t in enumerate(tables) if t is not None]
+        self.slow = [j for j, t in enumerate(tables) if t is None]
+        fast = [tables[j] for j in self.fast]
+        cells = np.array([t[2].size for t in fast], dtype=np.int64)
+        self._lo = np.array([t[0] for t in fast], dtype=np.float64)[:, None]
+        self._scale = np.array([t[1] for t in fast], dtype=np.float64)[:, None]
+        self._top = (cells - 1).astype(np.float64)[:, None]
+        self._start = (np.cumsum(cells) - cells)[:, None]  # where each feature's cells begin
+        self._base = np.concatenate([t[2] + self.offsets[j] for j, t in zip(self.fast, fast)]
+                                    or [np.zeros(0, dtype=np.int64)])
+        self._edge_in = np.concatenate([t[3] for t in fast] or [np.zeros(0)])
+
+    def index(self, values: np.ndarray) -> np.ndarray:
+        """Slots of a ``(features, rows)`` float64 matrix holding no NaN (int64, same shape)."""
+        every = len(self.fast) == len(self.edges)
+        if not every:
+            out = np.empty(values.shape, dtype=np.int64)
+        if self.fast:
+            x = values if every else values[self.fast]
+            with np.errstate(over="ignore"):  # far outside the edges: +-inf, clipped to an end cell
+                t = x - self._lo
+                t *= self._scale
+            np.clip(t, 0.0, self._top, out=t)
+            cell = t.astype(np.int64)
+            cell += self._start
+            slot = self._base.take(cell)
+            slot += x >= self._edge_in.take(cell)
+            if every:
+                return slot
+            out[self.fast] = slot
+        for j in self.slow:
+            out[j] = np.searchsorted(self.edges[j], values[j], side="right")
+            out[j] += self.offsets[j]
+        return out
+
+
+def _cell_table(edges: np.ndarray, max_cells: int):
+    """(lo, scale, base, edge_in) for :class:`BinIndex`, or None when the edges cannot be
+    put one to a cell. ``base[c]`` counts the edges in cells below ``c``; ``edge_in[c]``
+    is the edge in cell ``c`` or NaN (no value reaches NaN)."""
+    if edges.size < 2 or not np.isfinite(edges).all():
+        return None
+    lo = float(edges[0])
+    cells = 64
+    while cells <= max_cells:
+        scale = cells / (float(edges[-1]) - lo)  # Python floats: overflow gives inf
+        if not (math.isfinite(scale) and scale > 0):
+            return None
+        # the very operations BinIndex.index applies to values
+        with np.errstate(over="ignore"):
+            t = (edges - lo) * scale
+        np.clip(t, 0.0, cells - 1, out=t)
+        own = t.astype(np.int64)
+        if (np.diff(own) > 0).all():
+            base = np.searchsorted(own, np.arange(cells), side="left").astype(np.int64)
+            edge_in = np.full(cells, np.nan)
+            edge_in[own] = edges
+            return lo, scale, base, edge_in
+        cells *= 2
+    return None

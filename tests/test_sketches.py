@@ -5,7 +5,7 @@ import pytest
 
 from monitoring.profile import Profile
 from monitoring.schema import FeatureSpec, ModelSchema
-from monitoring.sketches import CategoricalSketch, NumericSketch, quantile_edges
+from monitoring.sketches import BinIndex, CategoricalSketch, NumericSketch, quantile_edges
 
 
 def test_numeric_sketch_merge_equals_single_pass():
@@ -66,3 +66,50 @@ def test_profile_round_trip_and_merge():
     assert merged.categorical["c"].to_dict() == ref.categorical["c"].to_dict()
     assert merged.predictions.classes.to_dict() == ref.predictions.classes.to_dict()
     assert merged.predictions.confidence.counts.tolist() == ref.predictions.confidence.counts.tolist()
+
+
+def test_bin_index_equals_binary_search():
+    """The cell tables give searchsorted's bins exactly: values on, just beside and far
+    from the edges, infinities, and edges too close together for the tables."""
+    rng = np.random.default_rng(3)
+    edges = [quantile_edges(rng.normal(size=5000), 30), np.unique(rng.lognormal(0, 4, 30)),
+             np.array([1.0, np.nextafter(1.0, 2.0), 2.0]), np.array([0.5]), np.zeros(0),
+             np.array([-1e300, 0.0, 1e300])]
+    ix = BinIndex(edges)
+    assert ix.fast and ix.slow  # both paths are exercised
+    X = np.empty((len(edges), 4000))
+    for j, e in enumerate(edges):
+        pool = np.concatenate([e, np.nextafter(e, np.inf), np.nextafter(e, -np.inf), [np.inf, -np.inf, 0.0, 1e308]])
+        X[j] = np.where(rng.random(X.shape[1]) < 0.5, rng.choice(pool, X.shape[1]),
+                        rng.normal(size=X.shape[1]) * 10.0 ** rng.integers(-3, 4, X.shape[1]))
+    want = [np.searchsorted(e, X[j], side="right") + j * ix.width for j, e in enumerate(edges)]
+    assert ix.index(X).tolist() == np.array(want).tolist()
+
+
+@pytest.mark.parametrize("batch", [1, 100, 3000, 9000])
+def test_profile_batches_equal_one_pass(batch):
+    """Buffered, folded and chunked updates: counts exact, moments to rounding."""
+    schema = ModelSchema((FeatureSpec("x", "numeric", "float"), FeatureSpec("y", "numeric", "float"),
+                          FeatureSpec("c", "categorical", "str", categories=("a", "b", "c"))),
+                         task="classification", classes=(0, 1, 2))
+    rng = np.random.default_rng(2)
+    n = 20_000
+    num = rng.normal(size=(n, 2))
+    num[::13, 0] = np.nan
+    codes = rng.integers(-2, 3, size=(n, 1)).astype(np.int32)
+    proba = rng.dirichlet([1, 1, 1], size=n)
+    ref = Profile.empty(schema, {"x": quantile_edges(rng.normal(size=1000), 10), "y": np.array([0.0])})
+    whole = ref.empty_like()
+    whole.update(num, codes, class_codes=proba.argmax(1), proba=proba)
+    parts = ref.empty_like()
+    for a in range(0, n, batch):
+        parts.update(num[a:a + batch], codes[a:a + batch], class_codes=proba[a:a + batch].argmax(1),
+                     proba=proba[a:a + batch])
+    assert parts.rows == whole.rows == n
+    w, p = whole.to_dict(), parts.to_dict()
+    sketches = lambda d: list(d["numeric"].values()) + [d["predictions"]["confidence"]]  # noqa: E731
+    for sw, sp in zip(sketches(w), sketches(p)):
+        for k in ("mean", "m2"):
+            sw[k] = pytest.approx(sp[k], rel=1e-12)
+    assert p == w
+    assert w["numeric"]["x"]["missing"] == len(range(0, n, 13))
