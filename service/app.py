@@ -350,6 +350,7 @@ class MonitoredModel:
                         "buffer_dropped_rows": w.buffered_dropped_rows, "store_errors": w.store_errors,
                         "store_error": w.last_error, "evaluated_by_this_worker": w.evaluated,
                         "last_closed": _window_summary(last[0]) if last else None},
+            "alerts": self._alert_summary(),
             "drift_methods": self.evaluator.methods,
             "telemetry": {"traces_exporting": TELEMETRY.traces_exporting,
                           "metrics_exporting": TELEMETRY.metrics_exporting,
@@ -363,6 +364,20 @@ class MonitoredModel:
                 "window_rows": SETTINGS.window_rows, "alpha": SETTINGS.drift_alpha,
                 "effect_floor": SETTINGS.drift_effect_floor,
                 "windows": [{**(r.report or {}), "evaluated_at": r.evaluated_at} for r in records]}
+
+    def _alert_summary(self) -> dict[str, Any]:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            firing = [f"{a.rule}[{a.instance}]" if a.instance else a.rule
+                      for a in self.store.alerts(self.loaded.tag) if a.state.state == "firing"]
+            outbox = self.store.outbox_counts(self.loaded.tag)
+        except SQLAlchemyError as exc:
+            return {"store": f"unavailable ({type(exc).__name__})"}
+        n = self.notifier
+        return {"rules": len(self.alerts.rules), "firing": firing, "outbox": outbox,
+                "delivered_by_this_worker": n.delivered, "retries_by_this_worker": n.retries,
+                "failed_by_this_worker": n.failed, "evaluation_errors": self.alerts.errors}
 
     def alerts_view(self, limit: int) -> dict[str, Any]:
         return self.alerts.view(limit)
