@@ -170,6 +170,11 @@ class NullCache:
         self._cache: dict[tuple, tuple[float, float, np.ndarray]] = {}
         self._lock = threading.Lock()
 
+    def entries(self) -> int:
+        """Null distributions held (not ``__len__``: callers write ``nulls or default``)."""
+        with self._lock:
+            return len(self._cache)
+
     def p_value(self, key: tuple, observed: float, ref_props: np.ndarray, n_ref: int, n_win: int,
                 stat: Callable[[np.ndarray, np.ndarray], np.ndarray], power: float = 1.0) -> float:
         """p-value of ``observed``; ``power`` is how the statistic's null scale grows with

@@ -151,6 +151,7 @@ class WindowEvaluator:
         self.config = config or DriftConfig()
         self.nulls = nulls or D.NullCache()
         ref_rows = reference.rows
+        reference.predictions  # noqa: B018 (folds any buffered rows: from here on the reference is only read)
         self._methods: dict[str, str] = {}
         for f in schema.numeric:
             s = reference.numeric[f.name]
@@ -162,6 +163,23 @@ class WindowEvaluator:
     @property
     def methods(self) -> dict[str, str]:
         return dict(self._methods)
+
+    def prepare(self, rows: int) -> int:
+        """Fill the bootstrap null cache for windows of ``rows`` rows, so that the first such
+        window is judged as fast as later ones (the nulls cost about 9 ms per numeric feature
+        at a 100k-row reference). Returns the number of null distributions added.
+
+        It evaluates the reference's :meth:`~Profile.expected_window` of ``rows`` rows and
+        discards the report, so every statistic looks its nulls up exactly as for a real
+        window: the same keys, the same grid sizes (each feature's non-missing count at the
+        reference's missing rate), the same choice between asymptotics and bootstrap. A
+        real window whose counts fall on another grid step or the other side of that choice
+        (a missing rate far from the reference's, say) fills what it lacks as before.
+        Safe to call from a background thread while windows are evaluated: the cache is
+        thread-safe and the reference is only read."""
+        before = self.nulls.entries()
+        self.evaluate(self.reference.expected_window(rows))
+        return self.nulls.entries() - before
 
     def _numeric(self, name: str, win) -> tuple[D.DriftStat, float]:
         ref = self.reference.numeric[name]

@@ -146,6 +146,22 @@ class Profile:
         out._bins = self._bins  # same edges: every window shares the reference's lookup tables
         return out
 
+    def expected_window(self, rows: int) -> "Profile":
+        """A window of ``rows`` rows distributed exactly as this profile: every sketch
+        scaled to ``rows`` rows (its counts in the reference's proportions, rounded to
+        integers that add up; missing values at the reference's rate; the same moments and
+        range). What a window of that size looks like under no drift, e.g. to fill the
+        evaluator's null cache for that size before the first real one arrives."""
+        total, p = self.rows, self.predictions  # (reading a sketch folds pending rows first)
+        scale = lambda s: None if s is None else s.scaled(rows, total)  # noqa: E731
+        out = self.empty_like()
+        out._numeric = {k: scale(s) for k, s in self.numeric.items()}
+        out._categorical = {k: scale(s) for k, s in self.categorical.items()}
+        out._predictions = PredictionSketch(scale(p.classes), scale(p.confidence), scale(p.values))
+        out._multivariate = scale(self.multivariate)
+        out.rows = int(rows) if total else 0
+        return out
+
     def update(self, numeric: np.ndarray, codes: np.ndarray, *, class_codes: np.ndarray | None = None,
                proba: np.ndarray | None = None, values: np.ndarray | None = None,
                mv_errors: np.ndarray | None = None) -> None:

@@ -29,6 +29,31 @@ def quantile_edges(sample: np.ndarray, n_bins: int) -> np.ndarray:
     return np.unique(qs)
 
 
+def apportion(counts: np.ndarray, total: int) -> np.ndarray:
+    """Integer counts summing to exactly ``total``, proportional to ``counts`` (largest
+    remainders; ties go to the lower bin). All zeros when ``counts`` sums to zero.
+
+    >>> apportion(np.array([1, 1, 2]), 5).tolist()
+    [1, 1, 3]
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    out = np.zeros(counts.size, dtype=np.int64)
+    s = counts.sum()
+    if total <= 0 or s <= 0:
+        return out
+    exact = counts * (total / s)
+    out[:] = np.floor(exact)
+    short = int(total - out.sum())
+    if short > 0:
+        out[np.argsort(-(exact - out), kind="stable")[:short]] += 1
+    return out
+
+
+def _scaled_count(count: int, total: int, rows: int) -> int:
+    """``count`` of ``total`` rows, scaled to ``rows`` rows."""
+    return int(round(count * rows / total)) if total else 0
+
+
 class NumericSketch:
     """Histogram over fixed edges (with open tails), moments, missing count, range.
 
@@ -73,6 +98,20 @@ class NumericSketch:
         self.mean += delta * n_b / n
         self.m2 += m2_b + delta * delta * n_a * n_b / n
         self.n = n
+
+    def scaled(self, rows: int, total: int) -> "NumericSketch":
+        """The sketch of ``rows`` rows distributed exactly like these ``total`` rows: the
+        counts and missing values in the same proportions (rounded to integers that add up),
+        the same mean, variance and range."""
+        out = NumericSketch(self.edges)
+        n = _scaled_count(self.n, total, rows)
+        out.missing = _scaled_count(self.n + self.missing, total, rows) - n
+        if n and self.n:
+            out.counts = apportion(self.counts, n)
+            out.n, out.mean = n, self.mean
+            out.m2 = self.m2 * (n - 1) / (self.n - 1) if self.n > 1 else 0.0
+            out.minimum, out.maximum = self.minimum, self.maximum
+        return out
 
     def merge(self, other: "NumericSketch") -> "NumericSketch":
         if not np.array_equal(self.edges, other.edges):
@@ -134,6 +173,16 @@ class CategoricalSketch:
         self.counts += np.bincount(codes[known], minlength=self.n_categories)[: self.n_categories]
         self.missing += int((codes == -1).sum())
         self.unseen += int((codes == -2).sum())
+
+    def scaled(self, rows: int, total: int) -> "CategoricalSketch":
+        """The sketch of ``rows`` rows distributed exactly like these ``total`` rows (see
+        :meth:`NumericSketch.scaled`); unseen values count as one more category."""
+        out = CategoricalSketch(self.n_categories)
+        n = _scaled_count(self.n, total, rows)
+        out.missing = _scaled_count(self.n + self.missing, total, rows) - n
+        both = apportion(np.append(self.counts, self.unseen), n)
+        out.counts, out.unseen = both[:-1].copy(), int(both[-1])
+        return out
 
     def merge(self, other: "CategoricalSketch") -> "CategoricalSketch":
         if self.n_categories != other.n_categories:

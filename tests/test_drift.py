@@ -11,7 +11,10 @@ from scipy import stats as ss
 
 from monitoring import drift as D
 from monitoring.evaluate import DriftConfig, WindowEvaluator, default_method
-from monitoring.profile import Profile
+from models.registry import frame_to_columns
+from monitoring.multivariate import PcaDetector
+from monitoring.profile import Profile, edges_from_sample
+from monitoring.schema import ModelSchema, infer_feature_specs
 from monitoring.sketches import NumericSketch, quantile_edges
 from tests.support import synth
 
@@ -232,3 +235,36 @@ def test_quality_and_prediction_checks():
     assert p.flagged and p.class_share == {"no": 0.0, "yes": 1.0} and p.reference_class_share["no"] == 0.8
     assert p.mean_confidence == pytest.approx(0.7) and p.reference_mean_confidence == pytest.approx(0.8)
     assert p.entropy == 0.0
+
+
+@pytest.mark.parametrize("rows", [300, 1000])
+def test_prepare_fills_exactly_the_nulls_a_window_of_that_size_needs(rows):
+    """After ``prepare(m)`` a real window of m rows adds no null distribution, and its report
+    is exactly that of an evaluator that was not prepared (the nulls are seeded by their
+    key). At 300 rows the categorical Jensen-Shannon tests bootstrap too; x0 has missing
+    values (in the reference and the window), x1 and c0 use PSI, c1 chi-square (its effect
+    is still a bootstrapped JS distance)."""
+    rng = np.random.default_rng(rows)
+    ref_df = synth.frame(rng, 20_000)
+    ref_df.loc[rng.random(len(ref_df)) < 0.05, "x0"] = np.nan
+    schema = ModelSchema(tuple(infer_feature_specs(ref_df)), task="regression")
+    num, codes = frame_to_columns(ref_df, schema)
+    det = PcaDetector.fit(num[:5000])
+    prof = Profile.empty(schema, edges_from_sample(schema, num), np.array([0.0]), detector=det)
+    prof.update(num, codes, values=rng.normal(size=len(ref_df)), mv_errors=det.log_errors(num))
+    cfg = DriftConfig(alpha=0.05, methods={"x1": "psi", "c0": "psi", "c1": "chisquare"})
+    df = synth.frame(rng, rows, shift=0.3, reverse_cat=True)
+    df.loc[rng.random(rows) < 0.05, "x0"] = np.nan
+    window = synth.window(schema, prof, df)
+
+    prepared = WindowEvaluator(schema, prof, cfg, nulls=D.NullCache())
+    added = prepared.prepare(rows)
+    assert added == len(prepared.nulls._cache) >= 20  # one per numeric feature at least
+    before = len(prepared.nulls._cache)
+    report = prepared.evaluate(window)
+    assert len(prepared.nulls._cache) == before
+    cold = WindowEvaluator(schema, prof, cfg, nulls=D.NullCache())
+    assert report == cold.evaluate(window)
+    assert len(cold.nulls._cache) <= before
+    if rows == 300:
+        assert any(k[0][0] == "js" for k in prepared.nulls._cache), "categorical bootstrap not prepared"
