@@ -142,20 +142,7 @@ class MonitoredModel:
         self.evaluator = WindowEvaluator(self.schema, self.loaded.profile, DriftConfig(
             alpha=SETTINGS.drift_alpha, effect_floor=SETTINGS.drift_effect_floor, min_rows=SETTINGS.window_min_rows))
 
-        def prepare_nulls(evaluator=self.evaluator, rows=SETTINGS.window_rows) -> None:
-            """The first full window's bootstrap nulls, filled off the request path; never raises."""
-            t, c = time.perf_counter(), time.thread_time()
-            try:
-                added = evaluator.prepare(rows)
-            except Exception:
-                log.exception("preparing drift nulls for %d-row windows failed (the first window fills them)", rows)
-                return
-            log.info("drift nulls for %d-row windows prepared: %d added in %.2f s (%.2f s CPU)", rows, added,
-                     time.perf_counter() - t, time.thread_time() - c)
-
-        import threading
-
-        threading.Thread(target=prepare_nulls, name="vigil-prepare-nulls", daemon=True).start()
+        _prepare_in_background(self.evaluator, SETTINGS.window_rows)
         y_true, y_pred, proba = load_validation(self.loaded)
         if SETTINGS.decision_threshold is not None and proba is not None:
             y_pred = (proba[:, 1] >= SETTINGS.decision_threshold).astype(int)
@@ -468,8 +455,10 @@ class MonitoredModel:
         wid, sketch = got
         ref = Profile.from_dict(sketch)
         ref.detector = _recalibrated(self.loaded.profile.detector, ref.multivariate)
-        self.windows.set_reference(ref, WindowEvaluator(self.schema, ref, self.evaluator.config))
-        self.evaluator = self.windows.evaluator
+        evaluator = WindowEvaluator(self.schema, ref, self.evaluator.config)
+        _prepare_in_background(evaluator, SETTINGS.window_rows)  # the new reference's nulls, off the monitor thread
+        self.windows.set_reference(ref, evaluator)
+        self.evaluator = evaluator
         self.alerts.ctx.reference_rows = ref.rows
         self._reference_version = version
         log.info("adopted window %d of %s as the drift reference (version %d, %d rows)", wid, self.loaded.tag,
@@ -485,6 +474,24 @@ class MonitoredModel:
             log.warning("monitor queue not drained at shutdown: %s", self.queue.stats())
         TELEMETRY.shutdown(timeout=max(0.5, budget - (time.monotonic() - start)))
         self.store.dispose()
+
+
+def _prepare_in_background(evaluator, rows: int) -> None:
+    """Fill the bootstrap nulls of ``rows``-row windows on a daemon thread (off the request
+    path and the monitor thread; the first window would otherwise pay for them). Never raises."""
+    import threading
+
+    def work() -> None:
+        t, c = time.perf_counter(), time.thread_time()
+        try:
+            added = evaluator.prepare(rows)
+        except Exception:
+            log.exception("preparing drift nulls for %d-row windows failed (the first window fills them)", rows)
+            return
+        log.info("drift nulls for %d-row windows prepared: %d added in %.2f s (%.2f s CPU)", rows, added,
+                 time.perf_counter() - t, time.thread_time() - c)
+
+    threading.Thread(target=work, name="vigil-prepare-nulls", daemon=True).start()
 
 
 def _rules(schema, profile):
