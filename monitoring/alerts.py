@@ -398,7 +398,3 @@ def active_rules(settings, task: str, multivariate: bool) -> list[DerivedRule]:
         false_alerts_per_week=settings.alert_false_alerts_per_week, multivariate=multivariate)) \
         if settings.alert_default_rules else []
     return merge_rules(defaults, list(settings.alert_rules))
-
-
-def rules_from_config(raw: list[Mapping[str, Any]] | None) -> list[RuleSpec]:
-    return [RuleSpec(**r) if not isinstance(r, RuleSpec) else r for r in (raw or [])]

@@ -495,8 +495,11 @@ class _PredictionLog:
         return [json.loads(r[0]) for r in rows]
 
     def purge(self, model: str, before: float) -> dict[str, int]:
-        """Retention: delete this model's rows older than ``before`` (see :func:`_purge`)."""
-        return _purge(self.engine, model, before)
+        """Retention: delete this model's rows older than ``before`` (see :func:`_purge`),
+        and its alert history and delivered or failed notifications."""
+        out = _purge(self.engine, model, before)
+        out["alert_history"] = self.purge_alerts(model, before)
+        return out
 
     def window_prediction_count(self, model: str, window_id: int) -> int:
         with self.reader.connect() as c:

@@ -371,3 +371,16 @@ def test_store_outage_defers_the_window_and_applies_it_later(store, monkeypatch)
     monkeypatch.setattr(store, "lock_alerts", real)
     eng.tick(force=True)
     assert [e["state"] for e in store.alert_events("m:1")] == ["firing"]
+
+
+def test_retention_removes_old_history_and_sent_notifications_only(store):
+    clock = Clock()
+    eng = engine(store, clock)
+    feed(eng, clock, [True, True])                                  # firing: 2 outbox rows, 1 event
+    (done, pending) = store.claim_outbox("m:1", "w", clock.t, 10.0)
+    store.outbox_done(done.id, "w", clock.t)
+    deleted = store.purge("m:1", clock.t + 1)
+    assert deleted["alert_history"] == 2                            # the event and the delivered row
+    assert [r["id"] for r in store.outbox_rows("m:1")] == [pending.id]  # undelivered: kept
+    assert store.alert_events("m:1") == []
+    assert [a.state.state for a in store.alerts("m:1")] == ["firing"]   # state is not history
