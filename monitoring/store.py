@@ -26,6 +26,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 SCHEMA_VERSION = 2
+#: Evaluated windows keep their merged sketch (for re-baselining) this many windows back.
+KEEP_SKETCHES = 200
 
 from .store_meta import metadata  # noqa: E402
 from .alert_store import _AlertStore  # noqa: E402  (declares the alert tables on the same metadata)
@@ -737,6 +739,10 @@ class Store(_PredictionLog, _AlertStore):
                 return False
             c.execute(delete(window_partials).where(and_(window_partials.c.model == model,
                                                          window_partials.c.window_id == window_id)))
+            # only recent windows keep their sketch (what re-baselining can adopt): ~20 KB each
+            c.execute(update(window_results).where(and_(
+                window_results.c.model == model, window_results.c.window_id < window_id - KEEP_SKETCHES,
+                window_results.c.sketch.is_not(None))).values(sketch=None))
             return True
 
     def windows(self, model: str, limit: int = 50) -> list[WindowRecord]:

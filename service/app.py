@@ -424,9 +424,12 @@ class MonitoredModel:
         wid = body.get("window_id")
         if not isinstance(wid, int) or isinstance(wid, bool) or wid < 0:
             return 422, {"error": "window_id must be a non-negative integer"}
+        from monitoring.store import KEEP_SKETCHES
+
         sketch, report = self.store.window_sketch(self.loaded.tag, wid)
         if sketch is None:
-            return 404, {"error": f"window {wid} is not an evaluated window of {self.loaded.tag} (or predates v2)"}
+            return 404, {"error": f"window {wid} is not one of the last {KEEP_SKETCHES} evaluated windows of "
+                                  f"{self.loaded.tag}; only those can be adopted"}
         if report is not None and report.get("too_small"):
             return 422, {"error": f"window {wid} has {report.get('rows')} rows, fewer than window_min_rows"}
         version = self.store.adopt_reference(self.loaded.tag, wid, sketch, _text(body.get("by")), time.time())

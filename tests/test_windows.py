@@ -237,3 +237,18 @@ def test_a_window_of_failed_requests_only_still_closes(store, ref):
     (rep,) = seen
     assert rep["rows"] == 0 and rep["too_small"] and rep["serving"]["server_errors"] == 20
     assert rep["serving"]["error_rate"] == 1.0
+
+
+def test_only_recent_windows_keep_their_sketch(store, ref, monkeypatch):
+    import monitoring.store as S
+
+    monkeypatch.setattr(S, "KEEP_SKETCHES", 2)
+    schema, _ = ref
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    m, reports = manager(store, ref, model, window_rows=100)
+    m.consume(items_from(schema, synth.frame(np.random.default_rng(2), 600), m.clock(), 100))
+    m.flush()
+    assert len(reports) == 6
+    kept = [w for w in range(6) if store.window_sketch(model, w)[0] is not None]
+    assert kept == [3, 4, 5]
+    assert all(store.window_sketch(model, w)[1] is not None for w in range(6))  # reports stay
