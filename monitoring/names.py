@@ -9,6 +9,7 @@ from __future__ import annotations
 # --- span names -------------------------------------------------------------
 SPAN_VALIDATE = "vigil.validate"
 SPAN_MODEL = "vigil.model.predict"
+SPAN_MONITOR_HANDOFF = "vigil.monitor.enqueue"
 
 # --- span / metric attribute keys --------------------------------------------
 ATTR_MODEL_NAME = "vigil.model.name"
@@ -20,7 +21,7 @@ ATTR_OUTCOME = "vigil.outcome"
 ATTR_ENDPOINT = "vigil.endpoint"
 ATTR_ERROR_KIND = "vigil.error.kind"
 ATTR_ERROR_COUNT = "vigil.validation.error_count"
-ATTR_QUEUE_ACCEPTED = "vigil.monitor.accepted"  # on the server span: the batch reached the monitor
+ATTR_QUEUE_ACCEPTED = "vigil.monitor.accepted"
 ATTR_ERROR_TYPE = "error.type"  # OTel semconv
 
 # outcome values (bounded set: used as metric labels)

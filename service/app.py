@@ -249,16 +249,16 @@ class MonitoredModel:
                                           "request_id": request_id})
             span.set_attribute(N.ATTR_OUTCOME, N.OUTCOME_OK)
 
-        # a non-blocking offer of a few microseconds: an attribute, not a span of its own
-        accepted = self.queue.offer(MonitorItem(
-            request_id=request_id, received_at=received, batch=batch, labels=pred.labels, proba=pred.proba,
-            class_codes=pred.class_codes, trace_id=f"{server_span.get_span_context().trace_id:032x}",
-            client_request_id=client_id))
+        with self.tracer.start_as_current_span(N.SPAN_MONITOR_HANDOFF, attributes=attrs) as span:
+            accepted = self.queue.offer(MonitorItem(
+                request_id=request_id, received_at=received, batch=batch, labels=pred.labels, proba=pred.proba,
+                class_codes=pred.class_codes, trace_id=f"{server_span.get_span_context().trace_id:032x}",
+                client_request_id=client_id))
+            span.set_attribute(N.ATTR_QUEUE_ACCEPTED, accepted)
 
         self.metrics[N.M_PREDICTIONS].add(batch.n_rows)
         self.metrics[N.M_REQUEST_ROWS].record(batch.n_rows, endpoint="predict")
-        server_span.set_attributes({N.ATTR_ROWS: batch.n_rows, N.ATTR_OUTCOME: N.OUTCOME_OK,
-                                    N.ATTR_QUEUE_ACCEPTED: accepted})
+        server_span.set_attributes({N.ATTR_ROWS: batch.n_rows, N.ATTR_OUTCOME: N.OUTCOME_OK})
         return PredictResponse(
             request_id=request_id, model=self.loaded.tag, predictions=jsonable_labels(pred.labels),
             classes=self._classes,

@@ -31,9 +31,9 @@ def test_request_trace_reaches_backend_with_our_child_spans(phoenix, tmp_path, d
         assert m and int(m.group(3), 16) & 1, "every request is sampled when an endpoint is set"
         trace_id = m.group(1)
         assert trace_id != "0" * 32
-        wanted = {"vigil.validate", "vigil.model.predict"}
+        wanted = {"vigil.validate", "vigil.model.predict", "vigil.monitor.enqueue"}
         for _ in range(100):  # the backend ingests with a lag; wait for all of ours and the root
-            spans = phoenix.wait_for_spans(trace_id, min_count=3, timeout=60)
+            spans = phoenix.wait_for_spans(trace_id, min_count=4, timeout=60)
             if wanted <= {s["name"] for s in spans} and any(s["parent_id"] is None for s in spans):
                 break
             time.sleep(0.3)
@@ -47,7 +47,7 @@ def test_request_trace_reaches_backend_with_our_child_spans(phoenix, tmp_path, d
     roots = [s for s in spans if s["parent_id"] is None]
     assert len(roots) == 1 and "/predict" in roots[0]["name"]
     server_span = roots[0]
-    for name in ("vigil.validate", "vigil.model.predict"):
+    for name in ("vigil.validate", "vigil.model.predict", "vigil.monitor.enqueue"):
         assert name in by_name, f"{name} missing from {sorted(by_name)}"
         span = by_name[name][0]
         assert span["parent_id"] == server_span["span_id"] or by_id[span["parent_id"]]["parent_id"] == server_span["span_id"]
@@ -56,6 +56,6 @@ def test_request_trace_reaches_backend_with_our_child_spans(phoenix, tmp_path, d
         assert attrs["vigil.model.version"] == demo_tags["classifier"].split(":")[1]
     assert by_name["vigil.validate"][0]["attributes"]["vigil.request.rows"] == 5
     assert by_name["vigil.model.predict"][0]["attributes"]["vigil.outcome"] == "ok"
-    assert server_span["attributes"]["vigil.monitor.accepted"] is True
+    assert by_name["vigil.monitor.enqueue"][0]["attributes"]["vigil.monitor.accepted"] is True
     assert server_span["attributes"]["vigil.request.id"] == r.json()["request_id"]
     assert server_span["attributes"]["vigil.request.rows"] == 5
