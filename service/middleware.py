@@ -110,6 +110,11 @@ class VigilMiddleware:
         try:
             # access control
             token = settings.api_token
+            if token is None and endpoint == "admin":  # silencing alerts is never open to anyone
+                count_rejection(N.ERR_UNAUTHORIZED)
+                status_holder[0] = 403
+                return await _send_json(send, 403, {
+                    "error": "admin endpoints are disabled until VIGIL_API_TOKEN is set"})
             if token is not None and (endpoint in _PROTECTED or (endpoint == "predict" and settings.protect_predict)):
                 given = b""
                 for k, v in scope.get("headers", ()):

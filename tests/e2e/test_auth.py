@@ -1,5 +1,6 @@
-"""Access control: a bearer token guards /feedback (and /predict when asked); health and
-/metrics stay open; without a token the service warns that feedback is open."""
+"""Access control: a bearer token guards /feedback and /admin (and /predict when asked);
+health and /metrics stay open; without a token the service warns that feedback is open and
+the admin endpoints are off."""
 
 from __future__ import annotations
 
@@ -33,4 +34,8 @@ def test_token_guards_feedback_and_optionally_predict(tmp_path, demo_tags, demo_
 def test_without_token_feedback_is_open_with_a_warning(tmp_path, demo_tags, demo_rows):
     with serve(tmp_path, {"VIGIL_MODEL": demo_tags["classifier"]}) as server, server.client() as c:
         assert c.post("/predict", json={"instances": demo_rows[:1]}).status_code == 200
+        # operator actions (silencing alerts, re-baselining) are never open: no token, no admin
+        r = c.post("/admin/silences", json={"rule": "*", "seconds": 60})
+        assert r.status_code == 403 and "VIGIL_API_TOKEN" in r.json()["error"]
+        assert c.get("/monitoring/alerts").json()["silences"] == []
     assert "VIGIL_API_TOKEN is not set: /feedback is open to anyone" in server.log()
