@@ -273,3 +273,35 @@ def test_a_slow_webhook_does_not_slow_requests(tmp_path, demo_tags, demo_rows):
             assert max(took) < 1.0, took                      # ...and no request waited on it
             assert wait_for(lambda: rx.delivered(), timeout=30)
     assert [b["alert"]["rule"] for b in rx.delivered()] == ["always"]
+
+
+def test_a_firing_alert_survives_kill_9_without_firing_twice(tmp_path, demo_tags, demo_rows, demo_tags_reference_sd):
+    """kill -9 of the whole server with an alert firing; after a restart on the same store
+    the alert is still firing, drifted traffic does not announce it again, and clean
+    traffic resolves it once."""
+    from tests.support.server import kill_hard
+
+    rng = np.random.default_rng(13)
+    rule = [{"name": "texture", "series": "drift.score", "label": SHIFTED, "outside_band": True,
+             "for_windows": 1, "resolve_windows": 1}]
+    shift = 3 * demo_tags_reference_sd[SHIFTED]
+    with Receiver() as rx:
+        env = {"VIGIL_MODEL": demo_tags["classifier"], "VIGIL_WINDOW_ROWS": "60",
+               "VIGIL_ALERT_DEFAULT_RULES": "false", "VIGIL_ALERT_RULES": json.dumps(rule),
+               "VIGIL_ALERT_WEBHOOKS": json.dumps([{"url": rx.url}])}
+        with serve(tmp_path, env) as server, server.client(timeout=30) as c:
+            traffic(c, demo_rows, rng, 6, shift=shift)
+            assert wait_for(lambda: ("texture", SHIFTED, "firing") in notices(rx)), notices(rx)
+            kill_hard(server.proc)                                   # no shutdown hooks run
+        with serve(tmp_path, env) as server, server.client(timeout=30) as c:
+            firing = c.get("/monitoring/alerts").json()["firing"]
+            assert [(a["rule"], a["instance"]) for a in firing] == [("texture", SHIFTED)]
+            before = c.get("/monitoring/drift?limit=1").json()["windows"][0]["window_id"]
+            traffic(c, demo_rows, rng, 6, shift=shift)               # still drifted: still firing
+            assert wait_for(lambda: c.get("/monitoring/drift?limit=1").json()["windows"][0]["window_id"]
+                            >= before + 2)
+            time.sleep(1.5)
+            assert notices(rx).count(("texture", SHIFTED, "firing")) == 1
+            traffic(c, demo_rows, rng, 6)
+            assert wait_for(lambda: ("texture", SHIFTED, "resolved") in notices(rx)), notices(rx)
+    assert Counter(notices(rx)) == Counter({("texture", SHIFTED, "firing"): 1, ("texture", SHIFTED, "resolved"): 1})
