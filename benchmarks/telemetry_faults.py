@@ -7,7 +7,13 @@ a refused port, a blackhole (accepts, never answers) and a stalling sink (answer
 script prints medians of req/s and p99 per backend, the ratio to the healthy run, the
 spans dropped (from /metrics), and how long each server takes to shut down (SIGTERM).
 
-    .venv/bin/python benchmarks/telemetry_faults.py [--runs 5] [--duration 8]
+    .venv/bin/python benchmarks/telemetry_faults.py [--runs 5] [--duration 8] [--rate 100]
+
+With ``--rate R`` a second phase follows: ``hey`` (``apt-get install hey``) offers a fixed
+R requests/s (4 connections, R/4 each), below saturation, and the p50/p99 of each backend
+are compared with the healthy one's. A closed loop keeps the worker saturated, so its p99 is
+mostly queueing (and, with a healthy backend, the exporter's own CPU); a fixed rate below
+capacity shows what a dead or stalling backend adds to a request's latency.
 
 Targets: req/s and p99 within 10 % of the healthy run; drops counted (> 0) in the fault
 runs; shutdown within 5 s. Prints figures; asserts nothing.
@@ -88,10 +94,23 @@ def wrk(url: str, seconds: float, body: Path) -> tuple[float, float]:
     return rps, p99
 
 
+def hey(url: str, seconds: float, body: Path, rate: float) -> tuple[float, float, float]:
+    """(req/s, p50 ms, p99 ms) at a fixed offered rate."""
+    out = subprocess.run(["hey", "-z", f"{int(seconds)}s", "-c", "4", "-q", f"{rate / 4:g}", "-m", "POST",
+                          "-T", "application/json", "-D", str(body), url + "/predict"],
+                         capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = float(re.search(r"50%+ in ([\d.]+) secs", out).group(1)) * 1e3
+    p99 = float(re.search(r"99%+ in ([\d.]+) secs", out).group(1)) * 1e3
+    return rps, p50, p99
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--duration", type=float, default=8)
+    ap.add_argument("--rate", type=float, default=None, help="also measure latency at this fixed rate (hey)")
+    ap.add_argument("--skip-closed", action="store_true", help="only the fixed-rate phase")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vigil-telfaults-"))
     os.environ.update(BENTOML_HOME=str(tmp / "home"), BENTOML_DO_NOT_TRACK="True")
@@ -116,30 +135,49 @@ def main() -> None:
             servers[name] = stack.enter_context(serve(tmp / name.replace(" ", "_"), env))
         for name, srv in servers.items():
             wrk(srv.url, 3, body)  # warm-up
-        for r in range(args.runs):
+        for r in range(0 if args.skip_closed else args.runs):
             for name, srv in servers.items():
                 results[name].append(wrk(srv.url, args.duration, body))
                 print(f"run {r + 1}/{args.runs} {name:12} {results[name][-1][0]:8.1f} req/s  p99 {results[name][-1][1]:7.1f} ms",
                       flush=True)
+        fixed: dict[str, list[tuple[float, float, float]]] = {k: [] for k in backends}
+        for r in range(args.runs if args.rate else 0):
+            for name, srv in servers.items():
+                fixed[name].append(hey(srv.url, args.duration, body, args.rate))
+                rps, p50, p99 = fixed[name][-1]
+                print(f"fixed {args.rate:g}/s run {r + 1}/{args.runs} {name:12} {rps:7.1f} req/s  p50 {p50:6.1f} ms  "
+                      f"p99 {p99:6.1f} ms", flush=True)
         import httpx
 
         dropped, shutdown = {}, {}
         for name, srv in servers.items():
-            text = httpx.get(srv.url + "/metrics", timeout=10).text
-            m = re.search(r'vigil_telemetry_dropped_total\{signal="spans"\} ([\d.e+]+)', text)
-            dropped[name] = float(m.group(1)) if m else 0.0
+            # from the worker itself: the four servers share one BENTOML_HOME, hence one Prometheus
+            # multiprocess directory, so each one's /metrics sums all four
             st = httpx.get(srv.url + "/monitoring/status", timeout=10).json()
-            dropped[name] = max(dropped[name], st["telemetry"]["dropped"]["spans"])
+            dropped[name] = st["telemetry"]["dropped"]["spans"]
             shutdown[name] = stop(srv.proc, timeout=60)
-    base_rps = statistics.median(r for r, _ in results["healthy"])
-    base_p99 = statistics.median(p for _, p in results["healthy"])
-    print(f"\n{'backend':12} {'req/s':>8} {'p99 ms':>8} {'req/s vs healthy':>17} {'p99 vs healthy':>15} "
-          f"{'spans dropped':>14} {'shutdown s':>11}")
-    for name in backends:
-        rps = statistics.median(r for r, _ in results[name])
-        p99 = statistics.median(p for _, p in results[name])
-        print(f"{name:12} {rps:8.1f} {p99:8.1f} {rps / base_rps:17.3f} {p99 / base_p99:15.3f} "
-              f"{dropped[name]:14.0f} {shutdown[name]:11.1f}")
+    if results["healthy"]:
+        base_rps = statistics.median(r for r, _ in results["healthy"])
+        base_p99 = statistics.median(p for _, p in results["healthy"])
+        print(f"\nclosed loop (wrk, 8 connections, saturating)\n{'backend':12} {'req/s':>8} {'p99 ms':>8} "
+              f"{'req/s vs healthy':>17} {'p99 vs healthy':>15} {'spans dropped':>14} {'shutdown s':>11}")
+        for name in backends:
+            rps = statistics.median(r for r, _ in results[name])
+            p99 = statistics.median(p for _, p in results[name])
+            print(f"{name:12} {rps:8.1f} {p99:8.1f} {rps / base_rps:17.3f} {p99 / base_p99:15.3f} "
+                  f"{dropped[name]:14.0f} {shutdown[name]:11.1f}")
+    if args.rate:
+        b50 = statistics.median(x[1] for x in fixed["healthy"])
+        b99 = statistics.median(x[2] for x in fixed["healthy"])
+        print(f"\nfixed rate {args.rate:g} req/s offered (hey, 4 connections)\n{'backend':12} {'req/s':>8} "
+              f"{'p50 ms':>8} {'p99 ms':>8} {'p50 vs healthy':>15} {'p99 vs healthy':>15} {'spans dropped':>14} "
+              f"{'shutdown s':>11}")
+        for name in backends:
+            rps = statistics.median(x[0] for x in fixed[name])
+            p50 = statistics.median(x[1] for x in fixed[name])
+            p99 = statistics.median(x[2] for x in fixed[name])
+            print(f"{name:12} {rps:8.1f} {p50:8.1f} {p99:8.1f} {p50 / b50:15.3f} {p99 / b99:15.3f} "
+                  f"{dropped[name]:14.0f} {shutdown[name]:11.1f}")
     print("\ntargets: req/s and p99 within 10 % of healthy; spans dropped > 0 and counted in the fault runs; "
           "shutdown <= 5 s")
 

@@ -393,14 +393,16 @@ class MonitoredModel:
         if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 < seconds <= 90 * 86400:
             return 422, {"error": "seconds must be a number in (0, 7776000]"}
         instance = body.get("instance")
-        if instance is not None and not isinstance(instance, str):
-            return 422, {"error": "instance must be a string"}
+        if instance is not None and not (isinstance(instance, str) and len(instance) <= 300):
+            return 422, {"error": "instance must be a string of at most 300 characters"}
         now = time.time()
-        sid = self.store.add_silence(self.loaded.tag, rule, instance, now + seconds, _text(body.get("reason")),
-                                     _text(body.get("by")), now)
+        sid = self.store.add_silence(self.loaded.tag, rule, instance, now + seconds,
+                                     _text(body.get("reason"), 1000), _text(body.get("by")), now)
         return 201, {"id": sid, "rule": rule, "instance": instance, "until": now + seconds}
 
     def unsilence(self, silence_id: int) -> tuple[int, dict[str, Any]]:
+        if not 0 <= silence_id < 2 ** 63:
+            return 404, {"error": f"no active silence {silence_id}"}
         if self.store.end_silence(self.loaded.tag, silence_id, time.time()):
             return 200, {"id": silence_id, "ended": True}
         return 404, {"error": f"no active silence {silence_id}"}
@@ -410,8 +412,8 @@ class MonitoredModel:
         if not isinstance(rule, str) or rule not in self.alerts.rules:
             return 422, {"error": f"rule must be one of: {', '.join(self.alerts.rules)}"}
         instance = body.get("instance")
-        if instance is not None and not isinstance(instance, str):
-            return 422, {"error": "instance must be a string"}
+        if instance is not None and not (isinstance(instance, str) and len(instance) <= 300):
+            return 422, {"error": "instance must be a string of at most 300 characters"}
         n = self.store.acknowledge(self.loaded.tag, rule, instance or ("" if _single(rule, self.alerts) else None),
                                    _text(body.get("by")), time.time())
         if n == 0:
@@ -422,8 +424,8 @@ class MonitoredModel:
         """Adopt an evaluated window as the drift reference (every worker picks it up
         within seconds). Performance baselines are unchanged: they need labelled data."""
         wid = body.get("window_id")
-        if not isinstance(wid, int) or isinstance(wid, bool) or wid < 0:
-            return 422, {"error": "window_id must be a non-negative integer"}
+        if not isinstance(wid, int) or isinstance(wid, bool) or not 0 <= wid < 2 ** 63:
+            return 422, {"error": "window_id must be an integer in [0, 2**63)"}
         from monitoring.store import KEEP_SKETCHES
 
         sketch, report = self.store.window_sketch(self.loaded.tag, wid)
@@ -544,8 +546,9 @@ def _single(rule: str, engine) -> bool:
     return d is not None and SERIES[d.rule.series].label is None
 
 
-def _text(v: Any) -> str | None:
-    return v[:500] if isinstance(v, str) else None
+def _text(v: Any, limit: int = 200) -> str | None:
+    """A free-text field (reason, by), cut to what its column holds."""
+    return v[:limit] if isinstance(v, str) else None
 
 
 def _window_summary(r) -> dict[str, Any]:

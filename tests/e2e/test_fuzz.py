@@ -42,6 +42,7 @@ DEMO_MAX_ROWS = 20  # keeps generated batches (and maxItems + 1 boundary cases) 
 SMALL_LIMIT = 65536
 DEFAULT_LIMIT = 4 * 1024 * 1024
 CAT_ROW = {"color": "red", "size": 11.0, "weight": None}
+ADMIN_TOKEN = "fuzz-admin-token"
 JSON = {"content-type": "application/json"}
 DEPTH = 100_000
 #: Examples per operation and mode; raise it for a longer local hunt.
@@ -63,12 +64,13 @@ FUZZ_SETTINGS = settings(
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory, demo_tags, test_tags):
     """Three servers, started in parallel: demo classifier, strict categorical pipeline, and
-    the categorical pipeline again with a small body limit."""
+    the categorical pipeline again with a small body limit and an API token (admin endpoints)."""
     configs = {
         "demo": {"VIGIL_MODEL": demo_tags["classifier"], "VIGIL_INSTANCE_ID_FIELD": DEMO_ID_FIELD,
                  "VIGIL_MAX_BATCH_ROWS": str(DEMO_MAX_ROWS)},
         "cat": {"VIGIL_MODEL": test_tags["cat_strict"]},
-        "small": {"VIGIL_MODEL": test_tags["cat_strict"], "VIGIL_MAX_BODY_BYTES": str(SMALL_LIMIT)},
+        "small": {"VIGIL_MODEL": test_tags["cat_strict"], "VIGIL_MAX_BODY_BYTES": str(SMALL_LIMIT),
+                  "VIGIL_API_TOKEN": ADMIN_TOKEN},
     }
     with ExitStack() as stack:
         started, errors = {}, []
@@ -620,6 +622,45 @@ def test_declared_huge_body_is_refused_without_reading_it(small_server, alive):
     assert b" 413 " in status_line + b" ", head
     assert b"10000000000" in json.loads(body)["error"].encode()
     assert elapsed < 5
+    assert_alive(small_server, alive["small"])
+
+
+ADMIN = [
+    ("POST", "/admin/silences", b'{"rule": "*", "seconds": 1e39}'),
+    ("POST", "/admin/silences", b'{"rule": "*", "seconds": -1}'),
+    ("POST", "/admin/silences", b'{"rule": "*", "seconds": true}'),
+    ("POST", "/admin/silences", rb'{"rule": "\u0000\ud83d", "seconds": 5}'),
+    ("POST", "/admin/silences", b'{"rule": ["*"], "seconds": 5}'),
+    ("POST", "/admin/silences", b'{"rule": "*", "seconds": 5, "instance": {"a": 1}}'),
+    ("POST", "/admin/silences", b'{"rule": "*", "seconds": 5, "instance": "' + b"i" * 301 + b'"}'),
+    ("POST", "/admin/silences", b'{"rule": "*", "seconds": 5, "reason": "' + b"x" * 100_000 + b'"}'),
+    ("POST", "/admin/silences", b'[1, 2]'),
+    ("POST", "/admin/silences", b'{"rule": "*", "rule": 5, "seconds": 5}'),
+    ("POST", "/admin/silences", b'not json'),
+    ("DELETE", "/admin/silences/abc", b""),
+    ("DELETE", "/admin/silences/99999999999999999999999", b""),
+    ("DELETE", "/admin/silences/-1", b""),
+    ("POST", "/admin/alerts/ack", b'{"rule": "feature_drift", "instance": 12}'),
+    ("POST", "/admin/alerts/ack", b'{"rule": "nope"}'),
+    ("POST", "/admin/alerts/ack", b'{}'),
+    ("POST", "/admin/rebaseline", b'{"window_id": 1e39}'),
+    ("POST", "/admin/rebaseline", b'{"window_id": -0.0}'),
+    ("POST", "/admin/rebaseline", b'{"window_id": 99999999999999999999999999}'),
+    ("POST", "/admin/rebaseline", b'{"window_id": "0"}'),
+    ("POST", "/admin/rebaseline", b'{"window_id": 0}'),
+    ("GET", "/admin/rebaseline", b""),
+]
+
+
+@pytest.mark.parametrize("method, path, body", ADMIN, ids=[f"{m} {p} {b[:40]!r}" for m, p, b in ADMIN])
+def test_admin_endpoints_refuse_hostile_input_with_4xx(small_server, alive, method, path, body):
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}", **JSON}
+    with small_server.client() as c:
+        r = check(c.request(method, path, content=body, headers=auth))
+        assert 400 <= r.status_code < 500, (r.status_code, r.text)
+        assert check(c.request(method, path, content=body, headers=JSON)).status_code == 401  # no token
+        view = check(c.get("/monitoring/alerts?limit=5"))
+    assert view.status_code == 200 and view.json()["silences"] == []  # nothing hostile got stored
     assert_alive(small_server, alive["small"])
 
 
