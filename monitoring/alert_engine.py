@@ -274,11 +274,9 @@ class AlertEngine:
             for rule in rules:
                 keep_history = rule.series.startswith("serving.latency_")
                 known = {inst: a for (rn, inst), a in rows.items() if rn == rule.name}
-                instances = observe(rule, None) if not keep_history else None
-                if keep_history:
-                    stored = known.get("")
-                    data = dict(stored.data) if stored else {}
-                    instances = observe(rule, data)
+                # latency rules judge a window against the history they keep in their state row
+                history = (known[""].data if "" in known else {}) if keep_history else None
+                instances = observe(rule, history)
                 for inst, obs in instances.items():
                     stored = known.get(inst)
                     st = stored.state if stored else AlertState()

@@ -384,3 +384,27 @@ def test_retention_removes_old_history_and_sent_notifications_only(store):
     assert [r["id"] for r in store.outbox_rows("m:1")] == [pending.id]  # undelivered: kept
     assert store.alert_events("m:1") == []
     assert [a.state.state for a in store.alerts("m:1")] == ["firing"]   # state is not history
+
+
+def test_latency_rule_learns_its_baseline_from_normal_windows_only(store):
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    clock = Clock()
+    r = RuleSpec(name="lat", series="serving.latency_p99", outside_band=True, band_rate=1e-4, resolve_windows=1)
+    eng = engine(store, clock, rules=[r])
+
+    def window(wid, ms):
+        clock.t += 100
+        sv = {"requests": 300, "server_errors": 0, "latency": latency_hist(rng.lognormal(np.log(ms), 0.3, 300))}
+        return eng.on_window(report(wid, serving=sv))
+
+    for wid in range(4):                       # history builds up; no verdict before 3 windows
+        assert window(wid, 10) == []
+    assert [t.to for _, _, t in window(4, 40)] == ["firing"]
+    assert window(5, 40) == []                 # still slow: still firing, and not learnt as normal
+    (alert,) = store.alerts("m:1")
+    assert [h[0] for h in alert.data["history"]] == [0, 1, 2, 3]
+    slow, of = alert.evidence["threshold"]["bound"].split(" requests slower than the recent p99")[0].split(" of ")
+    assert of == "300" and int(slow) >= 290
+    assert [t.to for _, _, t in window(6, 10)] == ["resolved"]
