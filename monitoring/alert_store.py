@@ -301,7 +301,7 @@ class _AlertStore:
         return out
 
     def outbox_rows(self, model: str) -> list[dict[str, Any]]:
-        """Every outbox row of a model (for tests and ``GET /monitoring/alerts?outbox=1``)."""
+        """Every outbox row of a model, oldest first (what was queued, delivered or given up)."""
         with self.reader.connect() as c:
             rows = c.execute(select(outbox).where(outbox.c.model == model).order_by(outbox.c.id)).mappings().all()
         return [{k: r[k] for k in ("id", "key", "sink", "attempts", "delivered_at", "failed", "last_error",

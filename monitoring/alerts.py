@@ -27,8 +27,8 @@ independent under no change.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -295,7 +295,6 @@ class DefaultContext:
     band_sigmas: float
     false_alerts_per_week: float
     multivariate: bool
-    labels_possible: bool = True
 
 
 @dataclass(frozen=True)
@@ -375,7 +374,11 @@ class RuleContext:
     reference_rows: int
     drift_alpha: float
     error_rate: float
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: The metrics a ``performance.*`` rule may name, per task (what ``window_performance`` reports).
+TASK_METRICS = {"classification": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
+                "regression": ("mse", "rmse", "mae", "r2", "mape")}
 
 
 def check_labels(rules: list[DerivedRule], ctx: RuleContext) -> None:

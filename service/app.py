@@ -158,7 +158,7 @@ class MonitoredModel:
 
         self.worker = worker_id()
         self.serving = ServingStats(self.worker)
-        self.alerts, self.notifier = _build_alerts(self, pconf, cbpe is not None)
+        self.alerts, self.notifier = _build_alerts(self)
 
         def on_performance(result: dict) -> None:
             publish_performance(self.metrics, result)
@@ -505,17 +505,15 @@ def _rules(schema, profile):
     return active_rules(SETTINGS, schema.task, profile.detector is not None)
 
 
-def _build_alerts(svc, pconf, has_cbpe: bool):
+def _build_alerts(svc):
     """The alert engine and the notifier of this worker."""
     from monitoring.alert_engine import AlertEngine
-    from monitoring.alerts import RuleContext, check_labels
-    from monitoring.metrics import PERF_METRICS
+    from monitoring.alerts import TASK_METRICS, RuleContext, check_labels
     from monitoring.notify import Notifier, build_sinks
 
     schema, profile = svc.schema, svc.loaded.profile
-    metrics = tuple(m for m in PERF_METRICS if m in svc.baseline.values or
-                    (schema.task == "classification" and m in ("accuracy", "precision", "recall", "f1", "roc_auc")))
-    ctx = RuleContext(features=tuple(schema.names), classes=tuple(str(c) for c in schema.classes), metrics=metrics,
+    ctx = RuleContext(features=tuple(schema.names), classes=tuple(str(c) for c in schema.classes),
+                      metrics=TASK_METRICS[schema.task],
                       reference_rows=profile.rows, drift_alpha=SETTINGS.drift_alpha,
                       error_rate=SETTINGS.alert_error_rate)
     check_labels(svc.rules, ctx)
@@ -574,6 +572,23 @@ def _header_error():
 MonitoredModel.add_asgi_middleware(VigilMiddleware, runtime=RUNTIME)
 
 
+async def _store_call(fn, arg):
+    """Run a store-backed view or action off the event loop: its result as JSON (an
+    action returns (status, body)), or 503 with Retry-After when the store is unavailable."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse
+
+    try:
+        out = await run_in_threadpool(fn, arg)
+    except SQLAlchemyError as exc:
+        log.warning("%s: store unavailable (%s)", fn.__name__, type(exc).__name__)
+        return JSONResponse({"error": "the store is unavailable; retry later"}, status_code=503,
+                            headers={"retry-after": "5"})
+    status, body = out if isinstance(out, tuple) else (200, out)
+    return JSONResponse(body, status_code=status)
+
+
 def _monitoring_app():
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
@@ -595,7 +610,7 @@ def _monitoring_app():
             if not 1 <= limit <= 1000:
                 return JSONResponse({"error": "limit must be between 1 and 1000"}, status_code=422)
             svc = bentoml.get_current_service()
-            return JSONResponse(await run_in_threadpool(getattr(svc, view), limit))
+            return await _store_call(getattr(svc, view), limit)
 
         return handler
 
@@ -610,7 +625,6 @@ def _admin_app():
     """Operator actions: silence, acknowledge, re-baseline. The middleware requires the
     bearer token (``VIGIL_API_TOKEN``) on every ``/admin`` path."""
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
@@ -624,14 +638,12 @@ def _admin_app():
                     return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
                 if not isinstance(body, dict):
                     return JSONResponse({"error": "body must be a JSON object"}, status_code=422)
-                status, out = await run_in_threadpool(getattr(svc, name), body)
-            else:
-                try:
-                    sid = int(request.path_params["silence_id"])
-                except ValueError:
-                    return JSONResponse({"error": "silence id must be an integer"}, status_code=422)
-                status, out = await run_in_threadpool(getattr(svc, name), sid)
-            return JSONResponse(out, status_code=status)
+                return await _store_call(getattr(svc, name), body)
+            try:
+                sid = int(request.path_params["silence_id"])
+            except ValueError:
+                return JSONResponse({"error": "silence id must be an integer"}, status_code=422)
+            return await _store_call(getattr(svc, name), sid)
 
         return handler
 

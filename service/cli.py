@@ -90,8 +90,9 @@ def serve(
         settings = load_settings(environ=env)
         from models.registry import RegistrationError, read_schema
 
-        read_schema(settings.model)
-    except (ConfigError, RegistrationError) as exc:
+        schema = read_schema(settings.model)
+        _check_rules(settings, schema)
+    except (ConfigError, RegistrationError, ValueError) as exc:
         _fail(str(exc))
     env.setdefault("BENTOML_DO_NOT_TRACK", "True")
     root = Path(__file__).resolve().parent.parent
@@ -220,6 +221,16 @@ def export_prometheus(
     else:
         output.write_text(text, encoding="utf-8")
         err.print(f"wrote {output}", highlight=False)
+
+
+def _check_rules(settings, schema) -> None:
+    """Alert rules must name features, classes and metrics the model has (ValueError if not)."""
+    from monitoring.alerts import TASK_METRICS, RuleContext, active_rules, check_labels
+
+    check_labels(active_rules(settings, schema.task, multivariate=False), RuleContext(
+        features=tuple(schema.names), classes=tuple(str(c) for c in schema.classes),
+        metrics=TASK_METRICS[schema.task], reference_rows=0, drift_alpha=settings.drift_alpha,
+        error_rate=settings.alert_error_rate))
 
 
 def main() -> None:

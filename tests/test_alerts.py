@@ -408,3 +408,23 @@ def test_latency_rule_learns_its_baseline_from_normal_windows_only(store):
     slow, of = alert.evidence["threshold"]["bound"].split(" requests slower than the recent p99")[0].split(" of ")
     assert of == "300" and int(slow) >= 290
     assert [t.to for _, _, t in window(6, 10)] == ["resolved"]
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"name": "x", "series": "drift.score", "label": "no_such_feature", "outside_band": True},
+     "rule 'x': unknown feature 'no_such_feature'"),
+    ({"name": "y", "series": "performance.realized", "label": "mse", "outside_band": True},
+     "rule 'y': unknown metric 'mse'; known: accuracy"),
+])
+def test_vigil_serve_refuses_rules_that_name_what_the_model_lacks(demo_tags, monkeypatch, rule, message):
+    import json
+
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    monkeypatch.setenv("VIGIL_ALERT_RULES", json.dumps([rule]))
+    monkeypatch.setattr("os.execvpe", lambda *a: pytest.fail("vigil serve went on to start the server"))
+    r = CliRunner().invoke(app, ["serve", demo_tags["classifier"]])
+    assert r.exit_code == 2
+    assert message in " ".join(r.output.split())

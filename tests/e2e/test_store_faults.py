@@ -43,6 +43,10 @@ def test_postgres_connection_lost_mid_run(tmp_path, demo_tags, demo_rows):
         assert time.perf_counter() - t < 10
         r = feedback()
         assert r.status_code == 503 and "nothing was stored" in r.json()["error"]
+        for view in ("/monitoring/alerts", "/monitoring/drift"):  # store-backed views: 503, never a 500
+            r = c.get(view)
+            assert r.status_code == 503 and r.headers["retry-after"] == "5" and "unavailable" in r.json()["error"]
+        assert c.get("/monitoring/status").json()["alerts"]["store"].startswith("unavailable")
         deadline = time.monotonic() + 20
         while c.get("/monitoring/status").json()["windows"]["store_errors"] == 0 and time.monotonic() < deadline:
             predict(1)
