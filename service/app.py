@@ -128,6 +128,7 @@ class MonitoredModel:
             self.loaded.adapter = ModelAdapter(self.loaded.adapter.model, self.schema,
                                                decision_threshold=SETTINGS.decision_threshold)
         self.tracer = TELEMETRY.tracer()
+        self.child_spans = telemetry.ChildSpans(TELEMETRY)
         # without a metrics exporter the OTel side would only cost time: Prometheus alone then
         self.rules = _rules(self.schema, self.loaded.profile)
         self.metrics = Metrics(meter=TELEMETRY.meter() if TELEMETRY.metrics_exporting else None, domains={
@@ -205,8 +206,6 @@ class MonitoredModel:
     ) -> PredictResponse:
         """Predict a batch of rows. Validated against the model's feature schema; 422
         (413 for too many rows) names the row and feature of each problem."""
-        from opentelemetry.trace import Status, StatusCode
-
         from models.adapters import jsonable_labels
         from monitoring.monitor import MonitorItem
         from monitoring.validation import ValidationFailed
@@ -220,45 +219,48 @@ class MonitoredModel:
         attrs = {**self._model_attrs, N.ATTR_REQUEST_ID: request_id}
         if client_id is not None:
             if not (0 < len(client_id) <= _MAX_CLIENT_ID and client_id.isprintable()):
+                server_span.set_attributes(attrs)
                 return self._reject(ctx, ValidationFailed([_header_error()]))
             attrs[N.ATTR_CLIENT_REQUEST_ID] = client_id
-        server_span.set_attributes(attrs)
 
-        with self.tracer.start_as_current_span(N.SPAN_VALIDATE, attributes=attrs) as span:
-            try:
-                batch = self.validator.validate(instances)
-            except ValidationFailed as exc:
-                span.set_attributes({N.ATTR_OUTCOME: N.OUTCOME_CLIENT_ERROR, N.ATTR_ERROR_KIND: exc.kind,
-                                     N.ATTR_ERROR_COUNT: exc.total})
-                return self._reject(ctx, exc)
-            span.set_attribute(N.ATTR_ROWS, batch.n_rows)
-            span.set_attribute(N.ATTR_OUTCOME, N.OUTCOME_OK)
+        spans = self.child_spans.for_request(server_span)
+        t = time.time_ns()
+        try:
+            batch = self.validator.validate(instances)
+        except ValidationFailed as exc:
+            spans.add(N.SPAN_VALIDATE, t, {**attrs, N.ATTR_OUTCOME: N.OUTCOME_CLIENT_ERROR,
+                                           N.ATTR_ERROR_KIND: exc.kind, N.ATTR_ERROR_COUNT: int(exc.total)})
+            server_span.set_attributes(attrs)
+            return self._reject(ctx, exc)
+        rows = batch.n_rows
+        t_model = time.time_ns()
+        spans.add(N.SPAN_VALIDATE, t, {**attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_OK}, end_ns=t_model)
 
-        with self.tracer.start_as_current_span(N.SPAN_MODEL, attributes={**attrs, N.ATTR_ROWS: batch.n_rows},
-                                               record_exception=False, set_status_on_exception=False) as span:
+        with spans.activate() as model_span_id:
             try:
                 pred = self.loaded.adapter.predict(batch)
             except Exception as exc:  # a model that raises: 5xx, recorded, worker keeps serving
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                span.set_attributes({N.ATTR_OUTCOME: N.OUTCOME_SERVER_ERROR, N.ATTR_ERROR_TYPE: type(exc).__qualname__})
-                server_span.set_attribute(N.ATTR_OUTCOME, N.OUTCOME_SERVER_ERROR)
+                spans.add(N.SPAN_MODEL, t_model, {**attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_SERVER_ERROR,
+                                                  N.ATTR_ERROR_TYPE: type(exc).__qualname__},
+                          error=exc, span_id=model_span_id)
+                server_span.set_attributes({**attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_SERVER_ERROR})
                 self.metrics[N.M_MODEL_ERRORS].add(1)
                 log.exception("model %s raised on request %s", self.loaded.tag, request_id)
                 return _json_error(ctx, 500, {"error": f"the model failed on this batch ({type(exc).__name__})",
                                           "request_id": request_id})
-            span.set_attribute(N.ATTR_OUTCOME, N.OUTCOME_OK)
+        t = time.time_ns()
+        spans.add(N.SPAN_MODEL, t_model, {**attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_OK}, end_ns=t,
+                  span_id=model_span_id)
 
-        with self.tracer.start_as_current_span(N.SPAN_MONITOR_HANDOFF, attributes=attrs) as span:
-            accepted = self.queue.offer(MonitorItem(
-                request_id=request_id, received_at=received, batch=batch, labels=pred.labels, proba=pred.proba,
-                class_codes=pred.class_codes, trace_id=f"{server_span.get_span_context().trace_id:032x}",
-                client_request_id=client_id))
-            span.set_attribute(N.ATTR_QUEUE_ACCEPTED, accepted)
+        accepted = self.queue.offer(MonitorItem(
+            request_id=request_id, received_at=received, batch=batch, labels=pred.labels, proba=pred.proba,
+            class_codes=pred.class_codes, trace_id=f"{server_span.get_span_context().trace_id:032x}",
+            client_request_id=client_id))
+        spans.add(N.SPAN_MONITOR_HANDOFF, t, {**attrs, N.ATTR_QUEUE_ACCEPTED: accepted})
 
-        self.metrics[N.M_PREDICTIONS].add(batch.n_rows)
-        self.metrics[N.M_REQUEST_ROWS].record(batch.n_rows, endpoint="predict")
-        server_span.set_attributes({N.ATTR_ROWS: batch.n_rows, N.ATTR_OUTCOME: N.OUTCOME_OK})
+        self.metrics[N.M_PREDICTIONS].add(rows)
+        self.metrics[N.M_REQUEST_ROWS].record(rows, endpoint="predict")
+        server_span.set_attributes({**attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_OK})
         return PredictResponse(
             request_id=request_id, model=self.loaded.tag, predictions=jsonable_labels(pred.labels),
             classes=self._classes,
