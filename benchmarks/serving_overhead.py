@@ -508,7 +508,7 @@ def run_mode(mode: str, args, env0: dict[str, str], servers: Servers, sink: Otlp
     """Run one mode, filling ``record`` as it goes (so an interrupted run still reports)."""
     log(f"\n=== mode: tracing {mode.upper()} ===")
     env = mode_env(env0, mode, sink)
-    started = {k: servers.start(k, env, log_dir) for k in KINDS}
+    started = {k: servers.start(k, {**env, **(args.vigil_env if k == "vigil" else {})}, log_dir) for k in KINDS}
     for s in started.values():
         servers.wait_ready(s)
         log(f"  {s.kind:5s} ready on {s.url} (pids {sorted(s.pids)})")
@@ -562,6 +562,8 @@ def report(all_modes: list[dict], sink: OtlpSink | None, args) -> None:
     log("\n" + "=" * 96)
     log(f"Vigil serving overhead vs bare BentoML: 1 worker each, {args.concurrency} connections, single-row "
         f"requests, {args.runs} x {args.duration:g} s per server per mode (medians), load generator: {args.loadgen}")
+    if args.vigil_env:
+        log("Vigil server's extra environment: " + " ".join(f"{k}={v}" for k, v in args.vigil_env.items()))
     log("=" * 96)
     hdr = (f"{'tracing':8s} {'server':6s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'CPU ms/req':>11s} "
            f"{'errors':>7s} {'other':>6s}   runs req/s")
@@ -650,9 +652,16 @@ def parse_args(argv=None):
                    help="wrk if installed (auto), or the built-in asyncio client")
     p.add_argument("--bentoml-home", type=Path, help="existing BentoML home (default: a temporary one)")
     p.add_argument("--keep-logs", action="store_true", help="keep the temporary directory with server logs")
+    p.add_argument("--vigil-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra environment for the Vigil server only, e.g. VIGIL_INLINE_PREDICT_MS=0 "
+                        "(every /predict in the thread pool, as the bare service); repeatable")
     p.add_argument("--_loadgen", help=argparse.SUPPRESS)
     p.add_argument("--_bodies", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    bad_env = [e for e in args.vigil_env if "=" not in e]
+    if bad_env:
+        p.error(f"--vigil-env takes NAME=VALUE; got {bad_env}")
+    args.vigil_env = dict(e.split("=", 1) for e in args.vigil_env)
     args.modes = [m.strip().lower() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in args.modes if m not in ("off", "on")]
     if bad or not args.modes:

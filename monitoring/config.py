@@ -54,6 +54,9 @@ class Settings(BaseModel):
     log_sample_rate: float = Field(0.1, ge=0.0, le=1.0,
                                    description="Share of predictions whose feature values are logged.")
     max_batch_rows: int = Field(1000, ge=1, description="Largest batch accepted by /predict.")
+    inline_predict_ms: float = Field(2.0, ge=0, description=(
+        "/predict calls expected to take less than this run on the event loop, longer ones in the "
+        "worker's thread pool; 0: always the thread pool."))
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
     api_token: SecretStr | None = Field(None, description="Bearer token required on /feedback and admin endpoints.")
     protect_predict: bool = Field(False, description="Require the token on /predict too.")

@@ -129,6 +129,10 @@ class MonitoredModel:
                                                decision_threshold=SETTINGS.decision_threshold)
         self.tracer = TELEMETRY.tracer()
         self.child_spans = telemetry.ChildSpans(TELEMETRY)
+        from .inline import InlinePolicy
+
+        self.inline = InlinePolicy(SETTINGS.inline_predict_ms / 1000)
+        self._limiter = None
         # without a metrics exporter the OTel side would only cost time: Prometheus alone then
         self.rules = _rules(self.schema, self.loaded.profile)
         self.metrics = Metrics(meter=TELEMETRY.meter() if TELEMETRY.metrics_exporting else None, domains={
@@ -199,13 +203,34 @@ class MonitoredModel:
         log.info("Vigil serving %s (%s, %d features)", self.loaded.tag, self.schema.task, len(self.schema.features))
 
     @bentoml.api(route="/predict")
-    def predict(
+    async def predict(
         self,
         instances: Annotated[Any, WithJsonSchema(_INSTANCES_SCHEMA)],
         ctx: bentoml.Context,
     ) -> PredictResponse:
         """Predict a batch of rows. Validated against the model's feature schema; 422
         (413 for too many rows) names the row and feature of each problem."""
+        rows = len(instances) if isinstance(instances, list) else 1
+        if self.inline.inline(rows):  # short work: skip the hop to the thread pool
+            return self._predict(instances, ctx, True)
+        if self._limiter is None:  # created on the event loop; one thread, as BentoML's sync APIs
+            import anyio
+
+            self._limiter = anyio.CapacityLimiter(1)
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self._predict, instances, ctx, limiter=self._limiter)
+
+    def _predict(self, instances: Any, ctx: bentoml.Context, inline: bool = False) -> Any:
+        """The request's work, on whichever thread :class:`~service.inline.InlinePolicy` chose."""
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return self._predict_batch(instances, ctx)
+        finally:
+            self.inline.observe(time.thread_time() - cpu, time.perf_counter() - wall,
+                                len(instances) if isinstance(instances, list) else 1, inline)
+
+    def _predict_batch(self, instances: Any, ctx: bentoml.Context) -> Any:
         from models.adapters import jsonable_labels
         from monitoring.monitor import MonitorItem
         from monitoring.validation import ValidationFailed
@@ -224,24 +249,25 @@ class MonitoredModel:
             attrs[N.ATTR_CLIENT_REQUEST_ID] = client_id
 
         spans = self.child_spans.for_request(server_span)
+        model_attrs = self._model_attrs  # children: the request's ids are on the server span
         t = time.time_ns()
         try:
             batch = self.validator.validate(instances)
         except ValidationFailed as exc:
-            spans.add(N.SPAN_VALIDATE, t, {**attrs, N.ATTR_OUTCOME: N.OUTCOME_CLIENT_ERROR,
+            spans.add(N.SPAN_VALIDATE, t, {**model_attrs, N.ATTR_OUTCOME: N.OUTCOME_CLIENT_ERROR,
                                            N.ATTR_ERROR_KIND: exc.kind, N.ATTR_ERROR_COUNT: int(exc.total)})
             server_span.set_attributes(attrs)
             return self._reject(ctx, exc)
         rows = batch.n_rows
         t_model = time.time_ns()
-        spans.add(N.SPAN_VALIDATE, t, {**attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_OK}, end_ns=t_model)
+        spans.add(N.SPAN_VALIDATE, t, {**model_attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_OK}, end_ns=t_model)
 
         with spans.activate() as model_span_id:
             try:
                 pred = self.loaded.adapter.predict(batch)
             except Exception as exc:  # a model that raises: 5xx, recorded, worker keeps serving
-                spans.add(N.SPAN_MODEL, t_model, {**attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_SERVER_ERROR,
-                                                  N.ATTR_ERROR_TYPE: type(exc).__qualname__},
+                spans.add(N.SPAN_MODEL, t_model, {**model_attrs, N.ATTR_ROWS: rows,
+                                                  N.ATTR_OUTCOME: N.OUTCOME_SERVER_ERROR, N.ATTR_ERROR_TYPE: type(exc).__qualname__},
                           error=exc, span_id=model_span_id)
                 server_span.set_attributes({**attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_SERVER_ERROR})
                 self.metrics[N.M_MODEL_ERRORS].add(1)
@@ -249,14 +275,14 @@ class MonitoredModel:
                 return _json_error(ctx, 500, {"error": f"the model failed on this batch ({type(exc).__name__})",
                                           "request_id": request_id})
         t = time.time_ns()
-        spans.add(N.SPAN_MODEL, t_model, {**attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_OK}, end_ns=t,
+        spans.add(N.SPAN_MODEL, t_model, {**model_attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_OK}, end_ns=t,
                   span_id=model_span_id)
 
         accepted = self.queue.offer(MonitorItem(
             request_id=request_id, received_at=received, batch=batch, labels=pred.labels, proba=pred.proba,
             class_codes=pred.class_codes, trace_id=f"{server_span.get_span_context().trace_id:032x}",
             client_request_id=client_id))
-        spans.add(N.SPAN_MONITOR_HANDOFF, t, {**attrs, N.ATTR_QUEUE_ACCEPTED: accepted})
+        spans.add(N.SPAN_MONITOR_HANDOFF, t, {**model_attrs, N.ATTR_ROWS: rows, N.ATTR_QUEUE_ACCEPTED: accepted})
 
         self.metrics[N.M_PREDICTIONS].add(rows)
         self.metrics[N.M_REQUEST_ROWS].record(rows, endpoint="predict")
@@ -355,6 +381,7 @@ class MonitoredModel:
                         "store_error": w.last_error, "evaluated_by_this_worker": w.evaluated,
                         "last_closed": _window_summary(last[0]) if last else None},
             "alerts": self._alert_summary(),
+            "predict_dispatch": self.inline.state(),
             "drift_methods": self.evaluator.methods,
             "telemetry": {"traces_exporting": TELEMETRY.traces_exporting,
                           "metrics_exporting": TELEMETRY.metrics_exporting,

@@ -77,7 +77,7 @@ def model_files(tmp_path_factory) -> dict[str, Path]:
     from sklearn.tree import DecisionTreeClassifier
 
     from models.demo import demo_frames
-    from tests.support.models import ExplodingClassifier
+    from tests.support.models import ExplodingClassifier, WaitingClassifier
 
     d = tmp_path_factory.mktemp("models")
     train, valid = demo_frames("classifier")
@@ -88,6 +88,7 @@ def model_files(tmp_path_factory) -> dict[str, Path]:
     joblib.dump(tree, d / "tree.joblib")
     exploding = ExplodingClassifier(tree, trigger=4242.0)
     joblib.dump(exploding, d / "exploding.joblib")
+    joblib.dump(WaitingClassifier(tree, trigger=4243.0, seconds=1.5), d / "waiting.joblib")
     cat = categorical_frame()
     cat.iloc[:300].to_csv(d / "cat_train.csv", index=False)
     cat.iloc[300:].to_csv(d / "cat_valid.csv", index=False)
@@ -97,7 +98,7 @@ def model_files(tmp_path_factory) -> dict[str, Path]:
                 d / "cat_lenient.joblib")
     return {k: d / v for k, v in {
         "bc_train": "bc_train.csv", "bc_valid": "bc_valid.parquet", "tree": "tree.joblib",
-        "exploding": "exploding.joblib", "cat_train": "cat_train.csv", "cat_valid": "cat_valid.csv",
+        "exploding": "exploding.joblib", "waiting": "waiting.joblib", "cat_train": "cat_train.csv", "cat_valid": "cat_valid.csv",
         "cat_strict": "cat_strict.joblib", "cat_lenient": "cat_lenient.joblib"}.items()}
 
 
@@ -109,6 +110,7 @@ def test_tags(bentoml_home, model_files) -> dict[str, str]:
     return {
         "tree": register(f["tree"], f["bc_train"], "target", validation=f["bc_valid"], name="tree").tag,
         "exploding": register(f["exploding"], f["bc_train"], "target", validation=f["bc_valid"], name="exploding").tag,
+        "waiting": register(f["waiting"], f["bc_train"], "target", validation=f["bc_valid"], name="waiting").tag,
         "cat_strict": register(f["cat_strict"], f["cat_train"], "label", validation=f["cat_valid"], name="cat-strict").tag,
         "cat_lenient": register(f["cat_lenient"], f["cat_train"], "label", validation=f["cat_valid"],
                                 name="cat-lenient").tag,

@@ -174,6 +174,54 @@ def test_model_that_raises_gives_5xx_and_worker_keeps_serving(tmp_path, test_tag
                for e in model_spans[0]["events"])
 
 
+def test_model_errors_on_the_event_loop_path_too(tmp_path, test_tags, demo_rows):
+    """Once the model is known to be fast, /predict runs inline (service/inline.py): a
+    model that raises there is a 5xx with the error on its span, like in the pool."""
+    env = {"VIGIL_MODEL": test_tags["exploding"], "OTEL_TRACES_EXPORTER": "console"}
+    with serve(tmp_path, env) as server, server.client() as c:
+        for _ in range(25):
+            assert c.post("/predict", json={"instances": demo_rows[:1]}).status_code == 200
+        before = c.get("/monitoring/status").json()["predict_dispatch"]
+        r = c.post("/predict", json={"instances": [{**demo_rows[0], "mean_radius": 4242.0}]})
+        assert r.status_code == 500 and "RuntimeError" in r.json()["error"]
+        assert c.get("/monitoring/status").json()["predict_dispatch"]["inline_calls"] == before["inline_calls"] + 1
+        assert c.post("/predict", json={"instances": demo_rows[:1]}).status_code == 200
+        trace_id = TRACEPARENT.match(r.headers["traceparent"]).group(1)
+    spans = [json.loads(s) for s in re.findall(r"^\{\n.*?^\}$", server.log(), flags=re.S | re.M)]
+    model_spans = [s for s in spans if s["name"] == "vigil.model.predict" and s["context"]["trace_id"] == "0x" + trace_id]
+    assert model_spans and model_spans[0]["status"]["status_code"] == "ERROR"
+    server_spans = [s for s in spans if s["context"]["trace_id"] == "0x" + trace_id and s["parent_id"] is None]
+    assert server_spans and model_spans[0]["parent_id"] == server_spans[0]["context"]["span_id"]
+
+
+def test_a_model_that_waits_blocks_the_loop_once_then_runs_in_the_thread_pool(tmp_path, test_tags, demo_rows):
+    """A fast model runs on the event loop; one call that waits 1.5 s there (little CPU,
+    long wall time) sends the next calls to the thread pool, so the worker keeps answering
+    other requests while a slow call is in flight."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    slow = {"instances": [{**demo_rows[0], "mean_radius": 4243.0}]}
+    with serve(tmp_path, {"VIGIL_MODEL": test_tags["waiting"]}) as server, server.client() as c:
+        for _ in range(25):
+            assert c.post("/predict", json={"instances": demo_rows[:1]}).status_code == 200
+        st = c.get("/monitoring/status").json()["predict_dispatch"]
+        assert st["inline_calls"] >= 1 and st["blocked_loop"] == 0
+        assert c.post("/predict", json=slow).status_code == 200  # inline: it held the loop
+        st = c.get("/monitoring/status").json()["predict_dispatch"]
+        assert st["blocked_loop"] == 1
+        with ThreadPoolExecutor(1) as ex:
+            pending = ex.submit(lambda: httpx.post(server.url + "/predict", json=slow, timeout=30))
+            time.sleep(0.4)  # the slow call is in flight, in the pool
+            t0 = time.perf_counter()
+            assert c.get("/livez").status_code == 200
+            answered_in = time.perf_counter() - t0
+            assert c.post("/predict", json={"instances": demo_rows[:1]}).status_code == 200
+            assert pending.result().status_code == 200
+        assert answered_in < 0.7, f"the loop was blocked for {answered_in:.2f} s"
+        after = c.get("/monitoring/status").json()["predict_dispatch"]
+        assert after["thread_pool_calls"] >= st["thread_pool_calls"] + 1 and after["blocked_loop"] == 1
+
+
 def test_tree_model_rejects_1e39(tmp_path, test_tags, demo_rows):
     with serve(tmp_path, {"VIGIL_MODEL": test_tags["tree"]}) as server, server.client() as c:
         r = c.post("/predict", json={"instances": [{**demo_rows[0], "mean_radius": 1e39}]})

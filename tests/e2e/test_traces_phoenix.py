@@ -18,15 +18,26 @@ pytestmark = pytest.mark.e2e
 
 
 
-@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
-def test_request_trace_reaches_backend_with_our_child_spans(phoenix, tmp_path, demo_tags, demo_rows, protocol):
+# Both places /predict can run (service/inline.py): on the event loop once the model is
+# known to be fast, and in the thread pool (VIGIL_INLINE_PREDICT_MS=0), one per protocol.
+@pytest.mark.parametrize("protocol,dispatch", [("http/protobuf", "inline"), ("grpc", "thread_pool")])
+def test_request_trace_reaches_backend_with_our_child_spans(phoenix, tmp_path, demo_tags, demo_rows, protocol,
+                                                            dispatch):
     endpoint = phoenix.http_endpoint if protocol == "http/protobuf" else phoenix.otlp_grpc_endpoint
     env = {"VIGIL_MODEL": demo_tags["classifier"], "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol, "OTEL_METRICS_EXPORTER": "none",
            "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    if dispatch == "thread_pool":
+        env["VIGIL_INLINE_PREDICT_MS"] = "0"
     with serve(tmp_path, env) as server, server.client() as c:
+        for _ in range(25):  # past the policy's warm-up, with batches like the traced one
+            assert c.post("/predict", json={"instances": demo_rows[:5]}).status_code == 200
+        before = c.get("/monitoring/status").json()["predict_dispatch"]
         r = c.post("/predict", json={"instances": demo_rows[:5]})
         assert r.status_code == 200, r.text
+        after = c.get("/monitoring/status").json()["predict_dispatch"]
+        key = "inline_calls" if dispatch == "inline" else "thread_pool_calls"
+        assert after[key] == before[key] + 1, (before, after)
         m = re.fullmatch(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})", r.headers["traceparent"])
         assert m and int(m.group(3), 16) & 1, "every request is sampled when an endpoint is set"
         trace_id = m.group(1)

@@ -25,3 +25,28 @@ class ExplodingClassifier:
     def predict_proba(self, X):
         self._check(X)
         return self.inner.predict_proba(X)
+
+
+class WaitingClassifier:
+    """Predicts like ``inner``, but first sleeps ``seconds`` when the first feature equals
+    ``trigger``: a model that waits (on I/O, a lock) and so costs little CPU yet blocks."""
+
+    def __init__(self, inner, trigger: float, seconds: float):
+        self.inner = inner
+        self.trigger = trigger
+        self.seconds = seconds
+        self.classes_ = inner.classes_
+
+    def _wait(self, X):
+        import time
+
+        if (np.asarray(X, dtype=float)[:, 0] == self.trigger).any():
+            time.sleep(self.seconds)
+
+    def predict(self, X):
+        self._wait(X)
+        return self.inner.predict(X)
+
+    def predict_proba(self, X):
+        self._wait(X)
+        return self.inner.predict_proba(X)
