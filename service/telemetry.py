@@ -100,6 +100,8 @@ def _counting_processor(processor, drops: DropCounter, keep_asgi_events: bool = 
     inner = getattr(processor, "_batch_processor", None)
     queue = getattr(inner, "_queue", None)
     cap = getattr(inner, "_max_queue_size", None)
+    full_log = _EveryMinute("span export queue full (backend slow or down?): %d spans dropped since the last "
+                            "message; all counted in vigil_telemetry_dropped_total{signal=\"spans\"}")
 
     class CountingProcessor(SpanProcessor):
         def on_start(self, span, parent_context=None) -> None:
@@ -111,7 +113,12 @@ def _counting_processor(processor, drops: DropCounter, keep_asgi_events: bool = 
             if not keep_asgi_events and span.attributes and "asgi.event.type" in span.attributes:
                 return
             if queue is not None and cap is not None and len(queue) >= cap:
+                # Dropped here, counted, not handed on: the SDK would log a warning for every
+                # span it drops (thousands of lines a second while a backend is down, and
+                # the logging itself slows requests down).
                 drops.add("spans", 1)
+                full_log.note()
+                return
             processor.on_end(span)
 
         def shutdown(self) -> None:
@@ -121,6 +128,26 @@ def _counting_processor(processor, drops: DropCounter, keep_asgi_events: bool = 
             return processor.force_flush(timeout_millis)
 
     return CountingProcessor()
+
+
+class _EveryMinute:
+    """A warning logged at most once a minute, with how many times it happened meanwhile."""
+
+    def __init__(self, message: str, interval: float = 60.0):
+        self.message = message
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._count = 0
+        self._last = -interval
+
+    def note(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._count += 1
+            if now - self._last < self.interval:
+                return
+            count, self._count, self._last = self._count, 0, now
+        log.warning(self.message, count)
 
 
 def _skip_asgi_messages(sampler):

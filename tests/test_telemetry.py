@@ -82,7 +82,7 @@ def test_export_failures_are_counted_never_raised(raises):
     tel.shutdown(timeout=2)
 
 
-def test_full_span_queue_drops_are_counted_and_shutdown_is_bounded(monkeypatch):
+def test_full_span_queue_drops_are_counted_and_shutdown_is_bounded(monkeypatch, caplog):
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "8")
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4")
     exp = HangingExporter()
@@ -93,6 +93,9 @@ def test_full_span_queue_drops_are_counted_and_shutdown_is_bounded(monkeypatch):
             pass
     assert time.perf_counter() - start < 2.0  # a stalled exporter never stalls the caller
     assert tel.drops.counts["spans"] >= 200 - 8 - 4
+    # not a log line per dropped span (the SDK's own "Queue full" warning): one, with the count
+    full = [r for r in caplog.records if "queue full" in r.getMessage().lower()]
+    assert len(full) == 1 and "service.telemetry" in full[0].name
     start = time.perf_counter()
     assert tel.shutdown(timeout=1.0) is False
     assert time.perf_counter() - start < 2.0
