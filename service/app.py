@@ -269,9 +269,9 @@ class MonitoredModel:
             try:
                 pred = self.loaded.adapter.predict(batch)
             except Exception as exc:  # a model that raises: 5xx, recorded, worker keeps serving
-                spans.add(N.SPAN_MODEL, t_model, {**model_attrs, N.ATTR_ROWS: rows,
-                                                  N.ATTR_OUTCOME: N.OUTCOME_SERVER_ERROR, N.ATTR_ERROR_TYPE: type(exc).__qualname__},
-                          error=exc, span_id=model_span_id)
+                failed = {**model_attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_SERVER_ERROR,
+                          N.ATTR_ERROR_TYPE: type(exc).__qualname__}
+                spans.add(N.SPAN_MODEL, t_model, failed, error=exc, span_id=model_span_id)
                 server_span.set_attributes({**attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_SERVER_ERROR})
                 self.metrics[N.M_MODEL_ERRORS].add(1)
                 log.exception("model %s raised on request %s", self.loaded.tag, request_id)

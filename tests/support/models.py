@@ -5,18 +5,21 @@ from __future__ import annotations
 import numpy as np
 
 
-class ExplodingClassifier:
-    """Predicts like ``inner`` but raises when the first feature equals ``trigger`` (a
-    valid input no registration probe sends: the model itself is at fault)."""
+class _Triggered:
+    """Predicts like ``inner``, but calls :meth:`_on_trigger` first when the first feature
+    equals ``trigger`` (a valid input no registration probe sends)."""
 
     def __init__(self, inner, trigger: float):
         self.inner = inner
         self.trigger = trigger
         self.classes_ = inner.classes_
 
+    def _on_trigger(self) -> None:
+        raise NotImplementedError
+
     def _check(self, X):
         if (np.asarray(X, dtype=float)[:, 0] == self.trigger).any():
-            raise RuntimeError("boom: the model failed on this input")
+            self._on_trigger()
 
     def predict(self, X):
         self._check(X)
@@ -27,26 +30,22 @@ class ExplodingClassifier:
         return self.inner.predict_proba(X)
 
 
-class WaitingClassifier:
-    """Predicts like ``inner``, but first sleeps ``seconds`` when the first feature equals
-    ``trigger``: a model that waits (on I/O, a lock) and so costs little CPU yet blocks."""
+class ExplodingClassifier(_Triggered):
+    """Raises on the trigger input: the model itself is at fault."""
+
+    def _on_trigger(self) -> None:
+        raise RuntimeError("boom: the model failed on this input")
+
+
+class WaitingClassifier(_Triggered):
+    """Sleeps ``seconds`` on the trigger input: a model that waits (on I/O, a lock) and so
+    costs little CPU yet blocks."""
 
     def __init__(self, inner, trigger: float, seconds: float):
-        self.inner = inner
-        self.trigger = trigger
+        super().__init__(inner, trigger)
         self.seconds = seconds
-        self.classes_ = inner.classes_
 
-    def _wait(self, X):
+    def _on_trigger(self) -> None:
         import time
 
-        if (np.asarray(X, dtype=float)[:, 0] == self.trigger).any():
-            time.sleep(self.seconds)
-
-    def predict(self, X):
-        self._wait(X)
-        return self.inner.predict(X)
-
-    def predict_proba(self, X):
-        self._wait(X)
-        return self.inner.predict_proba(X)
+        time.sleep(self.seconds)
