@@ -213,9 +213,8 @@ class MonitoredModel:
     ) -> PredictResponse:
         """Predict a batch of rows. Validated against the model's feature schema; 422
         (413 for too many rows) names the row and feature of each problem."""
-        rows = len(instances) if isinstance(instances, list) else 1
-        if self.inline.inline(rows):  # short work: skip the hop to the thread pool
-            return self._predict(instances, ctx, True)
+        if self.inline.inline(len(instances) if isinstance(instances, list) else 1):
+            return self._predict(instances, ctx, True)  # short work: skip the hop to the thread pool
         if self._limiter is None:  # created on the event loop; one thread, as BentoML's sync APIs
             import anyio
 
@@ -227,13 +226,13 @@ class MonitoredModel:
     def _predict(self, instances: Any, ctx: bentoml.Context, inline: bool = False) -> Any:
         """The request's work, on whichever thread :class:`~service.inline.InlinePolicy` chose."""
         wall, cpu = time.perf_counter(), time.thread_time()
-        try:
-            return self._predict_batch(instances, ctx)
-        finally:
-            self.inline.observe(time.thread_time() - cpu, time.perf_counter() - wall,
-                                len(instances) if isinstance(instances, list) else 1, inline)
+        response, rows = self._predict_batch(instances, ctx)
+        if rows:  # calls that reached the model: cheap rejections must not make it look fast
+            self.inline.observe(time.thread_time() - cpu, time.perf_counter() - wall, rows, inline)
+        return response
 
-    def _predict_batch(self, instances: Any, ctx: bentoml.Context) -> Any:
+    def _predict_batch(self, instances: Any, ctx: bentoml.Context) -> tuple[Any, int]:
+        """(response, rows handed to the model: 0 when the request was rejected first)."""
         from models.adapters import jsonable_labels
         from monitoring.monitor import MonitorItem
         from monitoring.validation import ValidationFailed
@@ -248,7 +247,7 @@ class MonitoredModel:
         if client_id is not None:
             if not (0 < len(client_id) <= _MAX_CLIENT_ID and client_id.isprintable()):
                 server_span.set_attributes(attrs)
-                return self._reject(ctx, ValidationFailed([_header_error()]))
+                return self._reject(ctx, ValidationFailed([_header_error()])), 0
             attrs[N.ATTR_CLIENT_REQUEST_ID] = client_id
 
         spans = self.child_spans.for_request(server_span)
@@ -260,7 +259,7 @@ class MonitoredModel:
             spans.add(N.SPAN_VALIDATE, t, {**model_attrs, N.ATTR_OUTCOME: N.OUTCOME_CLIENT_ERROR,
                                            N.ATTR_ERROR_KIND: exc.kind, N.ATTR_ERROR_COUNT: int(exc.total)})
             server_span.set_attributes(attrs)
-            return self._reject(ctx, exc)
+            return self._reject(ctx, exc), 0
         rows = batch.n_rows
         t_model = time.time_ns()
         spans.add(N.SPAN_VALIDATE, t, {**model_attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_OK}, end_ns=t_model)
@@ -276,7 +275,7 @@ class MonitoredModel:
                 self.metrics[N.M_MODEL_ERRORS].add(1)
                 log.exception("model %s raised on request %s", self.loaded.tag, request_id)
                 return _json_error(ctx, 500, {"error": f"the model failed on this batch ({type(exc).__name__})",
-                                          "request_id": request_id})
+                                              "request_id": request_id}), rows
         t = time.time_ns()
         spans.add(N.SPAN_MODEL, t_model, {**model_attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_OK}, end_ns=t,
                   span_id=model_span_id)
@@ -294,7 +293,7 @@ class MonitoredModel:
             request_id=request_id, model=self.loaded.tag, predictions=jsonable_labels(pred.labels),
             classes=self._classes,
             probabilities=pred.proba.tolist() if pred.proba is not None else None,
-        )
+        ), rows
 
     @bentoml.api(route="/feedback")
     def feedback(

@@ -27,6 +27,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
+
 from monitoring import names as N
 
 log = logging.getLogger(__name__)
@@ -452,23 +455,17 @@ class RequestSpans:
         owner = self._owner
         if owner is None:
             return
-        from opentelemetry.sdk.trace import ReadableSpan
-        from opentelemetry.trace import SpanContext
-
         end = time.time_ns() if end_ns is None else end_ns
         parent = self._parent
         events: tuple = ()
         status = _STATUS_UNSET
         if error is not None:
-            from opentelemetry.sdk.trace import Event
-            from opentelemetry.trace import Status, StatusCode
-
             status = Status(StatusCode.ERROR, type(error).__name__)
             events = (Event("exception", _exception_attributes(error), end),)
         ctx = SpanContext(parent.trace_id, span_id if span_id is not None else owner._new_id(), False,
                           parent.trace_flags, parent.trace_state)
-        span = ReadableSpan(name, ctx, parent, owner._resource, attributes, events, (), _INTERNAL, None, status,
-                            start_ns, end, owner._scope)
+        span = ReadableSpan(name, ctx, parent, owner._resource, attributes, events, (), SpanKind.INTERNAL, None,
+                            status, start_ns, end, owner._scope)
         owner._processor.on_end(span)
 
     @contextlib.contextmanager
@@ -480,7 +477,6 @@ class RequestSpans:
             yield None
             return
         from opentelemetry import context, trace
-        from opentelemetry.trace import NonRecordingSpan, SpanContext
 
         parent = self._parent
         span_id = owner._new_id()
@@ -502,18 +498,5 @@ def _exception_attributes(exc: BaseException) -> dict[str, str]:
             "exception.escaped": "False"}
 
 
-def _status_unset():
-    from opentelemetry.trace import Status, StatusCode
-
-    return Status(StatusCode.UNSET)
-
-
-def _internal_kind():
-    from opentelemetry.trace import SpanKind
-
-    return SpanKind.INTERNAL
-
-
-_STATUS_UNSET = _status_unset()
-_INTERNAL = _internal_kind()
+_STATUS_UNSET = Status(StatusCode.UNSET)
 _NO_SPANS = RequestSpans(None, None)

@@ -184,6 +184,12 @@ def test_model_errors_on_the_event_loop_path_too(tmp_path, test_tags, demo_rows)
         for _ in range(25):
             assert c.post("/predict", json={"instances": demo_rows[:1]}).status_code == 200
         before = c.get("/monitoring/status").json()["predict_dispatch"]
+        # rejected requests never reach the model: they do not count as (cheap) model calls
+        assert c.post("/predict", json={"instances": [{"nope": 1}]}).status_code == 422
+        assert c.post("/predict", json={"instances": []}).status_code == 422
+        unchanged = c.get("/monitoring/status").json()["predict_dispatch"]
+        assert (unchanged["inline_calls"], unchanged["thread_pool_calls"]) == (before["inline_calls"],
+                                                                              before["thread_pool_calls"])
         r = c.post("/predict", json={"instances": [{**demo_rows[0], "mean_radius": 4242.0}]})
         assert r.status_code == 500 and "RuntimeError" in r.json()["error"]
         assert c.get("/monitoring/status").json()["predict_dispatch"]["inline_calls"] == before["inline_calls"] + 1
