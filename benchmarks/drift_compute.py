@@ -105,8 +105,8 @@ def maxrss() -> int:
 def build_reference(ref_df, detector: bool = False):
     """What the registry does (minus the model's predictions): schema, columns, edges, profile."""
     from models.registry import frame_to_columns
-    from monitoring.multivariate import PcaDetector
-    from monitoring.profile import Profile, edges_from_sample
+    from monitoring.stats.multivariate import PcaDetector
+    from monitoring.stats.profile import Profile, edges_from_sample
     from monitoring.schema import ModelSchema, infer_feature_specs
 
     schema = ModelSchema(tuple(infer_feature_specs(ref_df)), task="regression")
@@ -142,7 +142,7 @@ def scipy_drift(ref_num, ref_codes, cur_num, cur_codes, alpha: float, n_levels: 
     Returns (p-values, Holm-adjusted p-values, flags) in column order."""
     from scipy.stats import chi2_contingency, ks_2samp
 
-    from monitoring.drift import holm
+    from monitoring.stats.drift import holm
 
     p = []
     for j in range(ref_num.shape[1]):
@@ -166,10 +166,10 @@ def worker(args) -> dict:
     out: dict = {"method": args.worker, "n": n, "cats": cats}
     import scipy.stats  # noqa: F401  (imports are not part of either method's cost)
 
-    import monitoring.drift  # noqa: F401
+    import monitoring.stats.drift  # noqa: F401
     if args.worker == "vigil":
         from models.registry import frame_to_columns
-        from monitoring.evaluate import DriftConfig, WindowEvaluator
+        from monitoring.stats.evaluate import DriftConfig, WindowEvaluator
 
         ref_df = data.to_frame(ref_num, ref_codes)
         t = time.perf_counter()
@@ -229,7 +229,7 @@ def worker(args) -> dict:
         out["drifted"] = list(rep.drifted)
         out["methods"] = sorted(set(ev.methods.values()))
         # the multivariate detector, apart: fit at registration; per window, log errors + test
-        from monitoring.multivariate import PcaDetector
+        from monitoring.stats.multivariate import PcaDetector
 
         t = time.perf_counter()
         det = PcaDetector.fit(ref_num)
@@ -251,11 +251,11 @@ def _timed(fn, *a) -> dict:
 
 def ingest_worker(args) -> dict:
     """Per-row cost of (a) Profile.update on 100-row batches, (b) WindowManager.consume."""
-    from monitoring.evaluate import DriftConfig, WindowEvaluator
-    from monitoring.monitor import MonitorItem
+    from monitoring.stats.evaluate import DriftConfig, WindowEvaluator
+    from monitoring.runtime.queue import MonitorItem
     from monitoring.store import Store
-    from monitoring.validation import ValidatedBatch
-    from monitoring.window import WindowManager
+    from monitoring.intake.validation import ValidatedBatch
+    from monitoring.runtime.windows import WindowManager
 
     bs, nb = args.batch_rows, args.batches
     ref_num, ref_codes = data.make_data(0, 100_000, 5, 0)
@@ -295,7 +295,7 @@ def ingest_worker(args) -> dict:
             store = Store(f"sqlite:///{tmp}/v.db")
             extra = {}
             if log_rate is not None:  # the service's prediction log (one row per prediction, features sampled)
-                from monitoring.window import PredictionLogger
+                from monitoring.runtime.predlog import PredictionLogger
 
                 extra["prediction_log"] = PredictionLogger("bench", schema, log_rate, seed=0)
             wm = WindowManager(store, "bench", reference, evaluator, window_rows=window_rows, window_seconds=3600.0,
@@ -499,7 +499,7 @@ def timing_case(label: str, n: int, cats: int, args, evid_py: str | None) -> dic
 
 
 def verdicts(args, evid_py: str | None) -> dict:
-    from monitoring.evaluate import DriftConfig, WindowEvaluator
+    from monitoring.stats.evaluate import DriftConfig, WindowEvaluator
 
     n, cats, alpha = 100_000, 5, args.alpha
     names = data.numeric_names() + data.categorical_names(cats)

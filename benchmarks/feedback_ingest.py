@@ -58,7 +58,7 @@ def drive(url: str, seconds: float, clients: int, batch: int) -> tuple[float, in
 def score_window(store_url: str) -> dict[str, float]:
     import numpy as np
 
-    from monitoring.performance import Baseline, Cbpe, PerformanceConfig, window_performance
+    from monitoring.stats.performance import Baseline, Cbpe, PerformanceConfig, window_performance
     from monitoring.store import OutcomeIn, Store
 
     s = Store(store_url)

@@ -1,6 +1,6 @@
 """Model adapters: one calling convention for any scikit-learn-compatible model or callable.
 
-An adapter turns a :class:`~monitoring.validation.ValidatedBatch` into the input the
+An adapter turns a :class:`~monitoring.intake.validation.ValidatedBatch` into the input the
 model expects (a float array, or a DataFrame with named and categorical columns) and
 returns predictions, plus class probabilities where the model has them.
 """
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from monitoring.schema import ModelSchema
-from monitoring.validation import ValidatedBatch
+from monitoring.intake.validation import ValidatedBatch
 
 
 @dataclass(frozen=True, slots=True)

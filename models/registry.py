@@ -28,11 +28,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from monitoring.multivariate import PcaDetector
-from monitoring.performance import classification_metrics, regression_metrics
-from monitoring.profile import Profile, edges_from_sample
+from monitoring.stats.multivariate import PcaDetector
+from monitoring.stats.performance import classification_metrics, regression_metrics
+from monitoring.stats.profile import Profile, edges_from_sample
 from monitoring.schema import (CATEGORICAL, NUMERIC, TASKS, FeatureSpec, ModelSchema, infer_feature_specs)
-from monitoring.sketches import quantile_edges
+from monitoring.stats.sketches import quantile_edges
 
 from .adapters import ModelAdapter
 from .data import Reservoir, iter_frames
@@ -313,7 +313,7 @@ def register(model_path: str | Path, reference: str | Path, target: str, *,
     adapter = ModelAdapter(model, schema, predict_from_proba=predict_from_proba)
 
     def predict_frame(frame):
-        from monitoring.validation import ValidatedBatch
+        from monitoring.intake.validation import ValidatedBatch
 
         numeric, codes = frame_to_columns(frame, schema)
         cats = {f.name: _object_values(frame[f.name]) for f in schema.categorical}

@@ -17,7 +17,7 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from .alerts import RuleSpec, WebhookSpec
+from monitoring.alerts import RuleSpec, WebhookSpec
 
 ENV_PREFIX = "VIGIL_"
 ENV_CONFIG = "VIGIL_CONFIG"

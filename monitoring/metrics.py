@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Mapping
 
-from . import names as N
+from monitoring import names as N
 
 Kind = Literal["counter", "histogram", "gauge"]
 
@@ -239,7 +239,7 @@ class Metrics:
 
 
 def publish_report(metrics: Metrics, report) -> None:
-    """Export a closed window's :class:`~monitoring.evaluate.WindowReport` as gauges."""
+    """Export a closed window's :class:`~monitoring.stats.evaluate.WindowReport` as gauges."""
     metrics[N.M_WINDOWS_CLOSED].add(1)
     metrics[N.M_WINDOW_ROWS].set(report.rows)
     if report.too_small:
@@ -270,7 +270,7 @@ def publish_report(metrics: Metrics, report) -> None:
 
 
 def publish_performance(metrics: Metrics, result: dict) -> None:
-    """Export one scored window (see :func:`monitoring.performance.window_performance`)."""
+    """Export one scored window (see :func:`monitoring.stats.performance.window_performance`)."""
     metrics[N.M_LABEL_COVERAGE].set(result["coverage"])
     if result.get("label_delay_seconds"):
         metrics[N.M_LABEL_DELAY].set(result["label_delay_seconds"]["p50"])

@@ -84,7 +84,7 @@ class _Runtime:
 
     settings = SETTINGS
     metrics = None
-    serving = None  # monitoring.serving.ServingStats: /predict outcomes and latency per window
+    serving = None  # monitoring.stats.serving.ServingStats: /predict outcomes and latency per window
 
 
 RUNTIME = _Runtime()
@@ -108,20 +108,20 @@ class MonitoredModel:
 
     def __init__(self) -> None:
         from models.registry import load
-        from monitoring.evaluate import DriftConfig, WindowEvaluator
+        from monitoring.stats.evaluate import DriftConfig, WindowEvaluator
         from monitoring.metrics import Metrics, publish_report
-        from monitoring.monitor import MonitorQueue
+        from monitoring.runtime.queue import MonitorQueue
         from monitoring.store import Store
-        from monitoring.system import SystemSampler
-        from monitoring.validation import Validator
-        from monitoring.window import WindowManager
+        from monitoring.runtime.system import SystemSampler
+        from monitoring.intake.validation import Validator
+        from monitoring.runtime.windows import WindowManager
 
         from models.adapters import ModelAdapter
         from models.registry import load_validation
         from monitoring.metrics import publish_performance
-        from monitoring.performance import Baseline, Cbpe, PerformanceConfig
-        from monitoring.tracker import PerformanceTracker
-        from monitoring.window import PredictionLogger
+        from monitoring.stats.performance import Baseline, Cbpe, PerformanceConfig
+        from monitoring.runtime.performance import PerformanceTracker
+        from monitoring.runtime.predlog import PredictionLogger
 
         self.settings = SETTINGS
         self.loaded = load(self.stored_model)
@@ -143,7 +143,7 @@ class MonitoredModel:
         TELEMETRY.drops.bind(self.metrics)
         self.validator = Validator(self.schema, SETTINGS.max_batch_rows, SETTINGS.instance_id_field)
         self.store = Store(SETTINGS.resolved_store_url, connect_timeout=SETTINGS.store_timeout)
-        from monitoring.feedback import GroupCommitter
+        from monitoring.runtime.committer import GroupCommitter
 
         self.committer = GroupCommitter(self.store, self.loaded.tag)
         self.evaluator = WindowEvaluator(self.schema, self.loaded.profile, DriftConfig(
@@ -160,8 +160,8 @@ class MonitoredModel:
         self.baseline = Baseline(self.schema.task, y_true, y_pred, proba, k, self.loaded.in_sample, pconf)
         cbpe = (Cbpe(y_true, proba) if self.schema.task == "classification" and proba is not None
                 and len(set(y_true.tolist())) > 1 else None)
-        from monitoring.serving import ServingStats
-        from monitoring.window import worker_id
+        from monitoring.stats.serving import ServingStats
+        from monitoring.runtime.windows import worker_id
 
         self.worker = worker_id()
         self.serving = ServingStats(self.worker)
@@ -234,8 +234,8 @@ class MonitoredModel:
     def _predict_batch(self, instances: Any, ctx: bentoml.Context) -> tuple[Any, int]:
         """(response, rows handed to the model: 0 when the request was rejected first)."""
         from models.adapters import jsonable_labels
-        from monitoring.monitor import MonitorItem
-        from monitoring.validation import ValidationFailed
+        from monitoring.runtime.queue import MonitorItem
+        from monitoring.intake.validation import ValidationFailed
 
         received = time.time()
         request_id = uuid.uuid4().hex
@@ -306,7 +306,7 @@ class MonitoredModel:
         is rejected whole; 503 when the store cannot commit (nothing stored: retry)."""
         from sqlalchemy.exc import SQLAlchemyError
 
-        from monitoring.feedback import FeedbackInvalid, conflict_errors, parse_outcomes
+        from monitoring.intake.outcomes import FeedbackInvalid, conflict_errors, parse_outcomes
         from monitoring.store import OutcomeConflict
 
         now = time.time()
@@ -472,8 +472,8 @@ class MonitoredModel:
 
     def _adopt_reference(self) -> None:
         """On the monitor thread: switch to the newest adopted reference, if it changed."""
-        from monitoring.evaluate import WindowEvaluator
-        from monitoring.profile import Profile
+        from monitoring.stats.evaluate import WindowEvaluator
+        from monitoring.stats.profile import Profile
 
         now = time.time()
         if now - self._reference_checked < 5.0:
@@ -560,9 +560,9 @@ def _rules(schema, profile):
 
 def _build_alerts(svc):
     """The alert engine and the notifier of this worker."""
-    from monitoring.alert_engine import AlertEngine
+    from monitoring.runtime.alert_engine import AlertEngine
     from monitoring.alerts import TASK_METRICS, RuleContext, check_labels
-    from monitoring.notify import Notifier, build_sinks
+    from monitoring.runtime.notifier import Notifier, build_sinks
 
     schema, profile = svc.schema, svc.loaded.profile
     ctx = RuleContext(features=tuple(schema.names), classes=tuple(str(c) for c in schema.classes),
@@ -584,7 +584,7 @@ def _recalibrated(detector, errors):
     """The multivariate detector re-centred on an adopted window's reconstruction errors."""
     if detector is None or errors is None or errors.n < 2:
         return detector
-    from monitoring.multivariate import PcaDetector
+    from monitoring.stats.multivariate import PcaDetector
 
     return PcaDetector(detector.mean, detector.scale, detector.components, float(errors.mean),
                        float(max(errors.variance, 1e-12)), int(errors.n), detector.error_edges)
@@ -616,7 +616,7 @@ def _current_span():
 
 
 def _header_error():
-    from monitoring.validation import FieldError
+    from monitoring.intake.validation import FieldError
 
     return FieldError(None, "X-Request-ID", N.ERR_MALFORMED,
                       f"X-Request-ID must be 1..{_MAX_CLIENT_ID} printable characters")

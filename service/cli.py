@@ -201,8 +201,8 @@ def export_prometheus(
     """Write a Prometheus alerting-rules file equivalent to the model's active rules."""
     from monitoring.alerts import active_rules
     from monitoring.config import ConfigError, load_settings
-    from monitoring.performance import HIGHER_IS_BETTER
-    from monitoring.promrules import references_from, render
+    from monitoring.stats.performance import HIGHER_IS_BETTER
+    from monitoring.alerts.promql import references_from, render
 
     try:
         settings = load_settings(model=tag)

@@ -9,10 +9,11 @@ import os
 
 import pytest
 
-from monitoring.alert_engine import AlertEngine, observe_performance, observe_window
+from monitoring.alerts.observers import observe_performance, observe_window
+from monitoring.runtime.alert_engine import AlertEngine
 from monitoring.alerts import (AlertState, Budget, DefaultContext, DerivedRule, Obs, RuleContext, RuleSpec,
                                default_rules, evaluate_condition, merge_rules, step)
-from monitoring.serving import LATENCY_BOUNDS, ServingSketch
+from monitoring.stats.serving import LATENCY_BOUNDS, ServingSketch
 from monitoring.store import Store
 
 
@@ -234,7 +235,7 @@ def clean_store(url: str) -> Store:
     """A store with no alert state for model m:1 (the Postgres database is shared)."""
     from sqlalchemy import delete
 
-    from monitoring.alert_store import alert_events, alerts, outbox, silences
+    from monitoring.store.alerts import alert_events, alerts, outbox, silences
 
     s = Store(url)
     with s.engine.begin() as c:

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from scipy import stats as ss
 
-from monitoring import drift as D
-from monitoring.evaluate import DriftConfig, WindowEvaluator, default_method
+from monitoring.stats import drift as D
+from monitoring.stats.evaluate import DriftConfig, WindowEvaluator, default_method
 from models.registry import frame_to_columns
-from monitoring.multivariate import PcaDetector
-from monitoring.profile import Profile, edges_from_sample
+from monitoring.stats.multivariate import PcaDetector
+from monitoring.stats.profile import Profile, edges_from_sample
 from monitoring.schema import ModelSchema, infer_feature_specs
-from monitoring.sketches import NumericSketch, quantile_edges
+from monitoring.stats.sketches import NumericSketch, quantile_edges
 from tests.support import synth
 
 STATS = sorted(D.STATISTICS)
@@ -206,7 +206,7 @@ def test_merging_two_workers_windows_equals_one_window():
 
 def test_quality_and_prediction_checks():
     from monitoring.schema import FeatureSpec, ModelSchema
-    from monitoring.profile import edges_from_sample
+    from monitoring.stats.profile import edges_from_sample
 
     schema = ModelSchema((FeatureSpec("x", "numeric", "float", nullable=True, minimum=-3.0, maximum=3.0),
                           FeatureSpec("c", "categorical", "str", categories=("a", "b"), accepts_unseen=True)),

@@ -10,7 +10,7 @@ import uuid
 import numpy as np
 import pytest
 
-from monitoring.feedback import FeedbackInvalid, parse_outcomes
+from monitoring.intake.outcomes import FeedbackInvalid, parse_outcomes
 from monitoring.schema import FeatureSpec, ModelSchema
 from monitoring.store import OutcomeConflict, Store
 
@@ -167,7 +167,7 @@ def test_relogging_a_prediction_is_harmless(store):
 def test_group_commit_isolates_a_conflicting_request(store):
     import threading
 
-    from monitoring.feedback import GroupCommitter
+    from monitoring.runtime.committer import GroupCommitter
 
     m = model()
     store.ingest_outcomes(m, outs("taken", [1]), NOW)
@@ -195,7 +195,7 @@ def test_group_commit_isolates_a_conflicting_request(store):
 def test_group_commit_failure_reaches_every_waiter(tmp_path):
     from sqlalchemy.exc import OperationalError
 
-    from monitoring.feedback import GroupCommitter
+    from monitoring.runtime.committer import GroupCommitter
 
     s = Store(f"sqlite:///{tmp_path / 'f.db'}")
 

@@ -7,8 +7,8 @@ from prometheus_client import CollectorRegistry
 
 from monitoring import names as N
 from monitoring.metrics import Metrics
-from monitoring.monitor import MonitorItem, MonitorQueue
-from monitoring.validation import ValidatedBatch
+from monitoring.runtime.queue import MonitorItem, MonitorQueue
+from monitoring.intake.validation import ValidatedBatch
 
 
 def item(rows=3, rid="r"):

@@ -11,10 +11,10 @@ from collections import Counter
 
 import pytest
 
-from monitoring.alert_engine import AlertEngine
+from monitoring.runtime.alert_engine import AlertEngine
 from monitoring.alerts import DerivedRule, RuleSpec, WebhookSpec
 from monitoring.metrics import Metrics
-from monitoring.notify import LogSink, Notifier, OtelSink, WebhookSink
+from monitoring.runtime.notifier import LogSink, Notifier, OtelSink, WebhookSink
 from monitoring.store import Store
 from tests.support.webhook import Receiver
 from tests.test_alerts import BACKENDS, CTX, PG, Clock, clean_store, report

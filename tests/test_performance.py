@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from monitoring.performance import Baseline, Cbpe, PerformanceConfig, classification_metrics, window_performance
+from monitoring.stats.performance import Baseline, Cbpe, PerformanceConfig, classification_metrics, window_performance
 
 CFG = PerformanceConfig()
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from monitoring.alerts import DefaultContext, DerivedRule, RuleSpec, default_rules
-from monitoring.performance import HIGHER_IS_BETTER
-from monitoring.promrules import expressions, render
+from monitoring.stats.performance import HIGHER_IS_BETTER
+from monitoring.alerts.promql import expressions, render
 
 KW = dict(window_seconds=60, drift_alpha=0.01, error_rate=0.01, higher_is_better=HIGHER_IS_BETTER,
           references={"prediction.confidence": {"": 0.9}, "quality.missing_rate": {"a": 0.0, "b": 0.1}})

@@ -115,7 +115,7 @@ def test_register_handles_data_in_chunks(tmp_path, model_files, monkeypatch):
 
 
 def test_registration_probes_the_largest_magnitude_the_model_takes(demo_tags):
-    from monitoring.validation import ValidationFailed, Validator
+    from monitoring.intake.validation import ValidationFailed, Validator
 
     m = load(demo_tags["classifier"])
     # the scaler divides by scales below 1, so float64's maximum would overflow to inf

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from monitoring.serving import EXAMPLES, LATENCY_BOUNDS, ServingSketch, ServingStats
+from monitoring.stats.serving import EXAMPLES, LATENCY_BOUNDS, ServingSketch, ServingStats
 
 
 def test_record_take_and_quantiles():

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from monitoring.profile import Profile
+from monitoring.stats.profile import Profile
 from monitoring.schema import FeatureSpec, ModelSchema
-from monitoring.sketches import BinIndex, CategoricalSketch, NumericSketch, quantile_edges
+from monitoring.stats.sketches import BinIndex, CategoricalSketch, NumericSketch, quantile_edges
 
 
 def test_numeric_sketch_merge_equals_single_pass():

@@ -4,7 +4,7 @@ import types
 from prometheus_client import CollectorRegistry
 
 from monitoring.metrics import Metrics
-from monitoring.system import Gpus, SystemSampler
+from monitoring.runtime.system import Gpus, SystemSampler
 
 
 def fake_nvml(count: int):

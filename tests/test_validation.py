@@ -5,7 +5,7 @@ import pytest
 
 from monitoring import names as N
 from monitoring.schema import FeatureSpec, ModelSchema
-from monitoring.validation import MISSING_CODE, UNSEEN_CODE, ValidationFailed, Validator
+from monitoring.intake.validation import MISSING_CODE, UNSEEN_CODE, ValidationFailed, Validator
 
 
 def schema(float_dtype="float64"):

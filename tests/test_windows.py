@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from models.registry import frame_to_columns
-from monitoring.evaluate import DriftConfig, WindowEvaluator
-from monitoring.monitor import MonitorItem
+from monitoring.stats.evaluate import DriftConfig, WindowEvaluator
+from monitoring.runtime.queue import MonitorItem
 from monitoring.store import Store
-from monitoring.validation import ValidatedBatch
-from monitoring.window import WindowManager
+from monitoring.intake.validation import ValidatedBatch
+from monitoring.runtime.windows import WindowManager
 from tests.support import synth
 
 PG = os.environ.get("VIGIL_TEST_POSTGRES_URL")
@@ -94,7 +94,7 @@ def test_partials_merge_to_the_single_worker_counts(store, ref):
     items = items_from(schema, df, 1_000_000.0, 50)
     a.consume(items[::2])
     b.consume(items[1::2])
-    from monitoring.profile import Profile
+    from monitoring.stats.profile import Profile
 
     merged = prof.empty_like()
     for p in store.partials(model, 0):
@@ -189,7 +189,7 @@ def test_rejections_are_counted_in_the_window(store, ref):
 # -- serving figures travel with the windows ------------------------------------------
 
 def test_serving_figures_of_every_worker_reach_the_window_report(store, ref):
-    from monitoring.serving import ServingStats
+    from monitoring.stats.serving import ServingStats
 
     schema, _ = ref
     model = f"m-{uuid.uuid4().hex[:8]}"
@@ -221,7 +221,7 @@ def test_serving_figures_of_every_worker_reach_the_window_report(store, ref):
 def test_a_window_of_failed_requests_only_still_closes(store, ref):
     """All requests failing means no rows reach the monitor; the window still closes by
     time so that an error-rate alert can see it."""
-    from monitoring.serving import ServingStats
+    from monitoring.stats.serving import ServingStats
 
     model = f"m-{uuid.uuid4().hex[:8]}"
     clock = Clock()
@@ -240,7 +240,7 @@ def test_a_window_of_failed_requests_only_still_closes(store, ref):
 
 
 def test_only_recent_windows_keep_their_sketch(store, ref, monkeypatch):
-    import monitoring.store as S
+    import monitoring.store.core as S
 
     monkeypatch.setattr(S, "KEEP_SKETCHES", 2)
     schema, _ = ref

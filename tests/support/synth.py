@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 
 from models.registry import frame_to_columns
-from monitoring.multivariate import PcaDetector
-from monitoring.profile import Profile, edges_from_sample
+from monitoring.stats.multivariate import PcaDetector
+from monitoring.stats.profile import Profile, edges_from_sample
 from monitoring.schema import ModelSchema, infer_feature_specs
 
 NUMERIC = [f"x{i}" for i in range(20)]

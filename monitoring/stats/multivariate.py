@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy import stats as ss
 
-from .sketches import NumericSketch, quantile_edges
+from monitoring.stats.sketches import NumericSketch, quantile_edges
 
 _FLOOR = 1e-12
 

@@ -10,7 +10,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from . import names as N
+from monitoring import names as N
 
 log = logging.getLogger(__name__)
 

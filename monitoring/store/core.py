@@ -29,8 +29,9 @@ SCHEMA_VERSION = 2
 #: Evaluated windows keep their merged sketch (for re-baselining) this many windows back.
 KEEP_SKETCHES = 200
 
-from .store_meta import metadata  # noqa: E402
-from .alert_store import _AlertStore  # noqa: E402  (declares the alert tables on the same metadata)
+from monitoring.intake.outcomes import OutcomeIn  # noqa: E402
+from monitoring.store.tables import metadata  # noqa: E402
+from monitoring.store.alerts import _AlertStore  # noqa: E402  (declares the alert tables on the same metadata)
 
 schema_version = Table("vigil_schema_version", metadata, Column("version", Integer, primary_key=True))
 
@@ -169,20 +170,6 @@ def _sqlite_setup(engine: Engine, timeout: float, immediate: bool = True) -> Non
 
 
 # -- prediction log, outcomes, performance ---------------------------------------------------
-
-@dataclass(frozen=True)
-class OutcomeIn:
-    """One outcome to store. ``okey`` is the key as posted; exactly one of the key parts is set."""
-
-    okey: str
-    class_code: int | None
-    value: float | None
-    observed_at: float
-    request_id: str | None = None
-    row_index: int | None = None
-    instance_id: str | None = None
-    client_request_id: str | None = None
-
 
 @dataclass(frozen=True)
 class IngestResult:

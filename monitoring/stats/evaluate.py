@@ -16,9 +16,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import drift as D
-from .profile import Profile, out_of_range
-from .schema import ModelSchema
+from monitoring.stats import drift as D
+from monitoring.stats.profile import Profile, out_of_range
+from monitoring.schema import ModelSchema
 
 #: Evidently's rule: p-value tests on small references, distances on large ones.
 SMALL_REFERENCE = 1000

@@ -67,8 +67,8 @@ def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict
 import threading  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
-from .drift import size_grid  # noqa: E402
-from .evaluate import finite as _finite  # noqa: E402
+from monitoring.stats.drift import size_grid  # noqa: E402
+from monitoring.stats.evaluate import finite as _finite  # noqa: E402
 
 _UNIT_INTERVAL = frozenset(("accuracy", "precision", "recall", "f1", "roc_auc"))
 HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True,

@@ -24,8 +24,8 @@ from typing import Any, Callable, Mapping, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import names as N
-from .alerts import WebhookSpec
+from monitoring import names as N
+from monitoring.alerts import WebhookSpec
 
 log = logging.getLogger("vigil.alerts")
 

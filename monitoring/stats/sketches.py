@@ -153,7 +153,7 @@ class NumericSketch:
 class CategoricalSketch:
     """Counts per category code, plus one bucket for unseen values and a missing count.
 
-    Codes follow :mod:`monitoring.validation`: ``0..k-1`` known, -1 missing, -2 unseen.
+    Codes follow :mod:`monitoring.intake.validation`: ``0..k-1`` known, -1 missing, -2 unseen.
     """
 
     __slots__ = ("n_categories", "counts", "unseen", "missing")

@@ -20,10 +20,10 @@ from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, Stri
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from .alerts import AlertState
+from monitoring.alerts import AlertState
 
 # Tables live on the store's metadata (imported by store.py, which creates them).
-from .store_meta import metadata
+from monitoring.store.tables import metadata
 
 alerts = Table(
     "vigil_alerts", metadata,
@@ -309,7 +309,7 @@ class _AlertStore:
 
     # -- evidence: trace ids of requests from a window --------------------------------
     def window_traces(self, c: Connection, model: str, window_id: int, n: int) -> list[str]:
-        from .store import predictions as P
+        from monitoring.store import predictions as P
 
         rows = c.execute(select(P.c.trace_id).where(and_(P.c.model == model, P.c.window_id == window_id,
                                                          P.c.trace_id.is_not(None)))
@@ -319,8 +319,8 @@ class _AlertStore:
     def wrong_prediction_traces(self, c: Connection, model: str, window_id: int, n: int) -> list[str]:
         """Traces of the window's labelled predictions that were most wrong (misclassified;
         largest absolute error for regressors)."""
-        from .store import outcomes as O
-        from .store import predictions as P
+        from monitoring.store import outcomes as O
+        from monitoring.store import predictions as P
 
         rows = c.execute(select(P.c.trace_id, P.c.class_code, P.c.value, O.c.class_code, O.c.value)
                          .select_from(P.join(O, and_(O.c.model == P.c.model, O.c.request_id == P.c.request_id,
@@ -341,7 +341,7 @@ class _AlertStore:
                                ref: tuple[float, float], n: int) -> list[str]:
         """Traces of logged rows whose value of ``feature`` is furthest from the reference
         mean (in reference standard deviations): the rows a drift alert is about."""
-        from .store import predictions as P
+        from monitoring.store import predictions as P
 
         mean, sd = ref
         rows = c.execute(select(P.c.trace_id, P.c.features).where(and_(

@@ -12,9 +12,9 @@ from typing import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import names as N
-from .performance import Baseline, Cbpe, PerformanceConfig, window_performance
-from .store import Store
+from monitoring import names as N
+from monitoring.stats.performance import Baseline, Cbpe, PerformanceConfig, window_performance
+from monitoring.store import Store
 
 log = logging.getLogger(__name__)
 

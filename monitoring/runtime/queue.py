@@ -18,8 +18,8 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from . import names as N
-from .validation import ValidatedBatch
+from monitoring import names as N
+from monitoring.intake.validation import ValidatedBatch
 
 log = logging.getLogger(__name__)
 

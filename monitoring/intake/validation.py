@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import names as N
-from .schema import ModelSchema, float_limit
+from monitoring import names as N
+from monitoring.schema import ModelSchema, float_limit
 
 #: How many errors one response lists at most (the count is always complete).
 MAX_REPORTED_ERRORS = 20

@@ -11,9 +11,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .multivariate import PcaDetector
-from .schema import ModelSchema
-from .sketches import BinIndex, CategoricalSketch, NumericSketch, quantile_edges
+from monitoring.stats.multivariate import PcaDetector
+from monitoring.schema import ModelSchema
+from monitoring.stats.sketches import BinIndex, CategoricalSketch, NumericSketch, quantile_edges
 
 PROFILE_VERSION = 1
 DEFAULT_BINS = 30

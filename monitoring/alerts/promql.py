@@ -25,8 +25,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from . import names as N
-from .alerts import SERIES, DerivedRule, RuleSpec
+from monitoring import names as N
+from monitoring.alerts import SERIES, DerivedRule, RuleSpec
 
 _GAUGE = {
     "drift.score": (N.M_DRIFT_SCORE, "feature"),
