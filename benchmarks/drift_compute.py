@@ -255,7 +255,7 @@ def ingest_worker(args) -> dict:
     from monitoring.runtime.queue import MonitorItem
     from monitoring.store import Store
     from monitoring.intake.validation import ValidatedBatch
-    from monitoring.runtime.windows import WindowManager
+    from monitoring.runtime.windows import WindowConfig, WindowManager
 
     bs, nb = args.batch_rows, args.batches
     ref_num, ref_codes = data.make_data(0, 100_000, 5, 0)
@@ -298,8 +298,8 @@ def ingest_worker(args) -> dict:
                 from monitoring.runtime.predlog import PredictionLogger
 
                 extra["prediction_log"] = PredictionLogger("bench", schema, log_rate, seed=0)
-            wm = WindowManager(store, "bench", reference, evaluator, window_rows=window_rows, window_seconds=3600.0,
-                               task="regression", flush_interval=0.5, max_pending_rows=10**9, **extra)
+            wm = WindowManager(store, "bench", evaluator, WindowConfig(window_rows, 3600.0, flush_interval=0.5,
+                                                                       max_pending_rows=10**9), **extra)
             phases = {k: 0.0 for k in ("_assign", "_write_log", "_write_partials", "_seal_if_old", "_evaluate_ready")}
             for name in phases:
                 fn = getattr(wm, name, None)

@@ -37,7 +37,9 @@ class ConfigError(ValueError):
 
 
 class Settings(BaseModel):
-    """All of Vigil's settings, validated. Build with :func:`load_settings`."""
+    """The monitor's settings, validated. Build with :func:`load_settings`. The server adds
+    its own (workers, token, body limit, dispatch) in :mod:`service.settings`; one loader,
+    one precedence and one unknown-key rule for both."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -54,15 +56,8 @@ class Settings(BaseModel):
     log_sample_rate: float = Field(0.1, ge=0.0, le=1.0,
                                    description="Share of predictions whose feature values are logged.")
     max_batch_rows: int = Field(1000, ge=1, description="Largest batch accepted by /predict.")
-    inline_predict_ms: float = Field(2.0, ge=0, description=(
-        "/predict calls expected to take less than this run on the event loop, longer ones in the "
-        "worker's thread pool; 0: always the thread pool."))
-    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
-    api_token: SecretStr | None = Field(None, description="Bearer token required on /feedback and admin endpoints.")
-    protect_predict: bool = Field(False, description="Require the token on /predict too.")
     instance_id_field: str | None = Field(
         None, description="Per-instance id field (e.g. transaction_id), kept but never passed to the model.")
-    workers: int = Field(1, ge=1, le=64, description="Worker processes serving requests.")
     privacy: dict[str, Literal["keep", "hash", "drop"]] = Field(
         default_factory=dict, description="Per-feature rule for logged feature values: keep, hash or drop.")
     privacy_salt: SecretStr = Field(SecretStr(""), description="Salt for hashed feature values.")
@@ -81,8 +76,6 @@ class Settings(BaseModel):
     performance_interval: float = Field(5.0, gt=0, description="Seconds between performance scoring passes.")
     monitor_queue_batches: int = Field(4096, ge=1, description="Bound of the monitor hand-off queue.")
     system_metrics_interval: float = Field(5.0, gt=0, description="Seconds between system metric samples.")
-    trace_asgi_events: bool = Field(False, description="Export the ASGI per-message spans (http receive/send).")
-    otel_export_timeout: float = Field(5.0, gt=0, description="Seconds an OTLP export may take before it is abandoned.")
     shutdown_timeout: float = Field(4.0, gt=0, description="Seconds telemetry and monitor shutdown may take.")
     alert_rules: list[RuleSpec] = Field(default_factory=list,
                                         description="Alert rules; one named like a default rule replaces it.")
@@ -131,9 +124,13 @@ class Settings(BaseModel):
         return f"sqlite:///{self.data_dir / 'vigil.db'}"
 
 
+def env_vars(settings_class: type[Settings] = Settings) -> dict[str, str]:
+    """Environment variable for each setting, e.g. ``window_rows`` -> ``VIGIL_WINDOW_ROWS``."""
+    return {name: ENV_PREFIX + name.upper() for name in settings_class.model_fields}
+
+
 FIELDS = tuple(Settings.model_fields)
-#: Environment variable for each setting, e.g. ``window_rows`` -> ``VIGIL_WINDOW_ROWS``.
-ENV_VARS = {name: ENV_PREFIX + name.upper() for name in FIELDS}
+ENV_VARS = env_vars()
 
 
 def _line_map(text: str) -> dict[tuple, int]:
@@ -163,7 +160,7 @@ def _line_map(text: str) -> dict[tuple, int]:
 _LINES: dict[str, dict[tuple, int]] = {}
 
 
-def _read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+def _read_file(path: str | os.PathLike[str], fields: tuple[str, ...] = FIELDS) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
@@ -177,11 +174,11 @@ def _read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: top level must be a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(FIELDS), key=str)
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         where = _LINES[str(path)].get((unknown[0],))
         raise ConfigError(f"config file {path}{f', line {where}' if where else ''}: unknown key(s) "
-                          f"{', '.join(map(str, unknown))}; allowed: {', '.join(FIELDS)}")
+                          f"{', '.join(map(str, unknown))}; allowed: {', '.join(fields)}")
     return data
 
 
@@ -190,8 +187,8 @@ _JSON_SETTINGS = {"privacy": '{"ssn": "drop"}', "performance_floors": '{"accurac
                   "alert_webhooks": '[{"url": "https://hooks.example.com/vigil"}]'}
 
 
-def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    known = {v: k for k, v in ENV_VARS.items()}
+def _read_env(environ: Mapping[str, str], variables: Mapping[str, str] = ENV_VARS) -> dict[str, Any]:
+    known = {v: k for k, v in variables.items()}
     out: dict[str, Any] = {}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX) or key == ENV_CONFIG or key.startswith(_ENV_IGNORED_PREFIXES):
@@ -207,28 +204,32 @@ def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def load_settings(environ: Mapping[str, str] | None = None, **explicit: Any) -> Settings:
-    """Build :class:`Settings` from explicit arguments, the environment and the config file.
+def load_settings(environ: Mapping[str, str] | None = None, *, settings_class: type[Settings] = Settings,
+                  **explicit: Any) -> Settings:
+    """Build ``settings_class`` (:class:`Settings` or a subclass) from explicit arguments,
+    the environment and the config file.
 
     >>> load_settings(environ={}, window_rows=50).window_rows
     50
     """
     environ = os.environ if environ is None else environ
-    unknown = sorted(set(explicit) - set(FIELDS))
+    fields = tuple(settings_class.model_fields)
+    variables = env_vars(settings_class)
+    unknown = sorted(set(explicit) - set(fields))
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
     if cfg := environ.get(ENV_CONFIG):
-        for k, v in _read_file(cfg).items():
+        for k, v in _read_file(cfg, fields).items():
             merged[k], sources[k] = v, f"config file {cfg}"
-    for k, v in _read_env(environ).items():
-        merged[k], sources[k] = v, ENV_VARS[k]
+    for k, v in _read_env(environ, variables).items():
+        merged[k], sources[k] = v, variables[k]
     for k, v in explicit.items():
         if v is not None:
             merged[k], sources[k] = v, "argument"
     try:
-        return Settings(**merged)
+        return settings_class(**merged)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])

@@ -79,7 +79,8 @@ def serve(
     workers: Optional[int] = typer.Option(None, help="Worker processes (default: VIGIL_WORKERS, else 1)."),
 ) -> None:
     """Serve a registered model (``bentoml serve service:MonitoredModel``)."""
-    from monitoring.config import ConfigError, load_settings
+    from monitoring.config import ConfigError
+    from service.settings import load_server_settings
 
     env = dict(os.environ)
     if tag:
@@ -87,7 +88,7 @@ def serve(
     if workers is not None:
         env["VIGIL_WORKERS"] = str(workers)
     try:
-        settings = load_settings(environ=env)
+        settings = load_server_settings(environ=env)
         from models.registry import RegistrationError, read_schema
 
         schema = read_schema(settings.model)
@@ -200,12 +201,13 @@ def export_prometheus(
 ) -> None:
     """Write a Prometheus alerting-rules file equivalent to the model's active rules."""
     from monitoring.alerts import active_rules
-    from monitoring.config import ConfigError, load_settings
+    from monitoring.config import ConfigError
     from monitoring.stats.performance import HIGHER_IS_BETTER
+    from service.settings import load_server_settings
     from monitoring.alerts.promql import references_from, render
 
     try:
-        settings = load_settings(model=tag)
+        settings = load_server_settings(model=tag)
         from models.registry import RegistrationError, load
 
         loaded = load(settings.model)

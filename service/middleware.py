@@ -79,22 +79,35 @@ def _trace_id() -> str | None:
     return f"{ctx.trace_id:032x}" if ctx.is_valid else None
 
 
-class VigilMiddleware:
-    """Options: ``runtime`` (object with ``.metrics`` and ``.settings`` once the service is up)."""
+class MonitorRef:
+    """The worker's :class:`~monitoring.runtime.monitor.ModelMonitor`, set once the service
+    instance exists. BentoML builds the middleware stack before it creates the service, so
+    the middleware cannot be handed the monitor directly; until it is set, requests pass
+    through unmeasured (access control and body limits still apply)."""
 
-    def __init__(self, app, runtime):
+    monitor = None
+
+
+class VigilMiddleware:
+    """Token, content type and body limit on the way in; request metrics and the serving
+    figures of ``/predict`` on the way out. Options: ``settings`` (the server's settings),
+    ``monitor`` (a :class:`MonitorRef`)."""
+
+    def __init__(self, app, settings, monitor: MonitorRef):
         self.app = app
-        self.runtime = runtime
+        self.settings = settings
+        self.ref = monitor
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         send = _json_errors(send)
         endpoint = endpoint_of(scope.get("path", ""))
-        settings = self.runtime.settings
-        if endpoint is None or settings is None:
+        if endpoint is None:
             return await self.app(scope, receive, send)
-        metrics = self.runtime.metrics
+        monitor = self.ref.monitor
+        settings = self.settings
+        metrics = monitor.metrics if monitor is not None else None
         start = time.perf_counter()
         status_holder = [500]
 
@@ -189,6 +202,5 @@ class VigilMiddleware:
                 elapsed = time.perf_counter() - start
                 metrics[N.M_REQUESTS].add(1, endpoint=endpoint, outcome=outcome)
                 metrics[N.M_REQUEST_DURATION].record(elapsed, endpoint=endpoint, outcome=outcome)
-                serving = self.runtime.serving
-                if serving is not None and endpoint == "predict":
-                    serving.record(status, elapsed, _trace_id())
+                if endpoint == "predict":
+                    monitor.record_request(status, elapsed, _trace_id())  # metrics set: monitor is too

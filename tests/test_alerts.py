@@ -10,7 +10,7 @@ import os
 import pytest
 
 from monitoring.alerts.observers import observe_performance, observe_window
-from monitoring.runtime.alert_engine import AlertEngine
+from monitoring.runtime.alert_engine import AlertEngine, AlertOptions
 from monitoring.alerts import (AlertState, Budget, DefaultContext, DerivedRule, Obs, RuleContext, RuleSpec,
                                default_rules, evaluate_condition, merge_rules, step)
 from monitoring.stats.serving import LATENCY_BOUNDS, ServingSketch
@@ -262,8 +262,9 @@ class Clock:
 def engine(store, clock, rules=None, **kw) -> AlertEngine:
     rules = rules or [RuleSpec(name="drift", series="drift.score", outside_band=True, for_windows=2,
                                resolve_windows=2)]
-    return AlertEngine(store, "m:1", [DerivedRule(r, "test") for r in rules], CTX, sinks=["log", "webhook:0"],
-                       clock=clock, trace_url="http://traces/{trace_id}", **kw)
+    return AlertEngine(store, "m:1", [DerivedRule(r, "test") for r in rules], CTX,
+                       AlertOptions(sinks=("log", "webhook:0"), trace_url="http://traces/{trace_id}"),
+                       clock=clock, **kw)
 
 
 def feed(eng, clock, verdicts, start=0, feature="a"):

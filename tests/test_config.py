@@ -1,6 +1,7 @@
 import pytest
 
 from monitoring.config import ConfigError, load_settings
+from service.settings import load_server_settings
 
 
 def test_precedence_argument_env_file_default(tmp_path):
@@ -43,8 +44,19 @@ def test_store_url_defaults_to_sqlite_in_data_dir(tmp_path):
 
 
 def test_token_is_secret():
-    s = load_settings(environ={"VIGIL_API_TOKEN": "s3cret"})
+    s = load_server_settings(environ={"VIGIL_API_TOKEN": "s3cret"})
     assert "s3cret" not in repr(s) and s.api_token.get_secret_value() == "s3cret"
+
+
+def test_server_only_settings_are_unknown_to_the_monitor_but_share_its_loader(tmp_path):
+    with pytest.raises(ConfigError, match="VIGIL_WORKERS"):
+        load_settings(environ={"VIGIL_WORKERS": "2"})  # the monitor never reads it
+    cfg = tmp_path / "vigil.yaml"
+    cfg.write_text("workers: 3\nwindow_rows: 7\n")
+    s = load_server_settings(environ={"VIGIL_CONFIG": str(cfg), "VIGIL_WINDOW_ROWS": "9"})
+    assert (s.workers, s.window_rows) == (3, 9)  # one precedence for both
+    with pytest.raises(ConfigError, match="worker"):
+        load_server_settings(environ={}, worker=2)
 
 
 # -- alert rules in the config file ---------------------------------------------------

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from monitoring.runtime.alert_engine import AlertEngine
+from monitoring.runtime.alert_engine import AlertEngine, AlertOptions
 from monitoring.alerts import DerivedRule, RuleSpec, WebhookSpec
 from monitoring.metrics import Metrics
 from monitoring.runtime.notifier import LogSink, Notifier, OtelSink, WebhookSink
@@ -60,7 +60,8 @@ def fire(store, clock, sinks=("log",), n_alerts=3) -> AlertEngine:
     """Queue ``n_alerts`` firing notifications (features a, b and the share rule)."""
     rules = [RuleSpec(name="drift", series="drift.score", outside_band=True),
              RuleSpec(name="share", series="drift.share", above=0.4)]
-    eng = AlertEngine(store, "m:1", [DerivedRule(r, "t") for r in rules], CTX, sinks=list(sinks), clock=clock)
+    eng = AlertEngine(store, "m:1", [DerivedRule(r, "t") for r in rules], CTX, AlertOptions(sinks=tuple(sinks)),
+                      clock=clock)
     clock.t += 100
     eng.on_window(report(0, flagged=("a", "b")))
     return eng

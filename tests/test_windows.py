@@ -16,7 +16,7 @@ from monitoring.stats.evaluate import DriftConfig, WindowEvaluator
 from monitoring.runtime.queue import MonitorItem
 from monitoring.store import Store
 from monitoring.intake.validation import ValidatedBatch
-from monitoring.runtime.windows import WindowManager
+from monitoring.runtime.windows import WindowConfig, WindowManager
 from tests.support import synth
 
 PG = os.environ.get("VIGIL_TEST_POSTGRES_URL")
@@ -55,14 +55,42 @@ def items_from(schema, df, t: float, size: int):
     return out
 
 
-def manager(store, ref, model, clock=None, **kw):
+class Recorded:
+    """A WindowManager whose closed windows are collected as the monitor receives them:
+    ``reports`` (typed reports) and ``stored`` (what the views and alert rules read)."""
+
+    def __init__(self, m: WindowManager):
+        self.m = m
+        self.reports: list = []
+        self.stored: list[dict] = []
+
+    def _keep(self, closed):
+        for w in closed:
+            self.reports.append(w.report)
+            self.stored.append(w.stored)
+        return closed
+
+    def consume(self, items):
+        return self._keep(self.m.consume(items))
+
+    def tick(self):
+        return self._keep(self.m.tick())
+
+    def flush(self):
+        return self._keep(self.m.flush())
+
+    def __getattr__(self, name):
+        return getattr(self.m, name)
+
+
+def manager(store, ref, model, clock=None, *, window_rows=500, window_seconds=3600, stale_seconds=None,
+            max_pending_rows=100_000, **kw):
     schema, prof = ref
-    reports = []
-    kw.setdefault("window_rows", 500)
-    kw.setdefault("window_seconds", 3600)
-    m = WindowManager(store, model, prof, WindowEvaluator(schema, prof, DriftConfig()), task="regression",
-                      publish=reports.append, clock=clock or Clock(), flush_interval=0, **kw)
-    return m, reports
+    config = WindowConfig(window_rows, window_seconds, stale_seconds=stale_seconds, flush_interval=0,
+                          max_pending_rows=max_pending_rows)
+    m = Recorded(WindowManager(store, model, WindowEvaluator(schema, prof, DriftConfig()), config,
+                               clock=clock or Clock(), **kw))
+    return m, m.reports
 
 
 def test_two_workers_fill_shared_windows_exactly(store, ref):
@@ -195,8 +223,7 @@ def test_serving_figures_of_every_worker_reach_the_window_report(store, ref):
     model = f"m-{uuid.uuid4().hex[:8]}"
     clock = Clock()
     stats = [ServingStats(f"w{i}") for i in range(2)]
-    seen: list[dict] = []
-    workers = [manager(store, ref, model, clock, window_rows=200, serving=stats[i], on_window=seen.append)[0]
+    workers = [manager(store, ref, model, clock, window_rows=200, serving=stats[i])[0]
                for i in range(2)]
     df = synth.frame(np.random.default_rng(1), 400)
     for i, w in enumerate(workers):
@@ -208,6 +235,7 @@ def test_serving_figures_of_every_worker_reach_the_window_report(store, ref):
         w.consume(items_from(schema, df.iloc[i * 100:(i + 1) * 100], clock.t, 50))
     for w in workers:
         w.flush()
+    seen = [d for w in workers for d in w.stored]
     (rep,) = [r for r in seen if r["window_id"] == 0]
     sv = rep["serving"]
     assert sv["requests"] == 104 and sv["server_errors"] == 2 and sv["client_errors"] == 2
@@ -226,8 +254,8 @@ def test_a_window_of_failed_requests_only_still_closes(store, ref):
     model = f"m-{uuid.uuid4().hex[:8]}"
     clock = Clock()
     stats = ServingStats("w")
-    seen: list[dict] = []
-    m, _ = manager(store, ref, model, clock, window_rows=100, window_seconds=10, serving=stats, on_window=seen.append)
+    m, _ = manager(store, ref, model, clock, window_rows=100, window_seconds=10, serving=stats)
+    seen = m.stored
     for _ in range(20):
         stats.record(500, 0.02, trace_id="a" * 32)
     m.flush()

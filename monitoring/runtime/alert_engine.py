@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from sqlalchemy import and_, update
@@ -28,36 +29,53 @@ from monitoring.alerts.observers import LATENCY_HISTORY, observe_performance, ob
 
 log = logging.getLogger("vigil.alerts")
 
+@dataclass(frozen=True)
+class AlertOptions:
+    """How transitions are announced and evidenced.
+
+    ``sinks``: outbox sink names a transition is queued for (``log``, ``otel``,
+    ``webhook:<name>``); ``trace_url``: template turning a trace id into a link, e.g.
+    ``http://localhost:16686/trace/{trace_id}``; ``examples``: example trace ids per alert;
+    ``ref_stats``: reference (mean, sd) per numeric feature, to pick extreme example rows;
+    ``tick_interval``: seconds between repeat/for_seconds checks; ``on_enqueue``: called
+    after a commit that queued notifications (the monitor wakes its notifier)."""
+
+    sinks: tuple[str, ...] = ("log",)
+    trace_url: str | None = None
+    examples: int = 5
+    ref_stats: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    tick_interval: float = 5.0
+    on_enqueue: Callable[[], None] | None = None
+
+
 class AlertEngine:
-    """Alert rules of one model, their state in ``store``, notifications to ``sinks``.
+    """Alert rules of one model, their state in ``store``, notifications through the outbox.
 
     Parameters
     ----------
     rules : the active rules (defaults merged with configured ones).
-    sinks : outbox sink names a transition is queued for (``log``, ``otel``, ``webhook:<name>``).
-    trace_url : template turning a trace id into a link, e.g.
-        ``http://localhost:16686/trace/{trace_id}``.
+    ctx : what the rules are judged against (features, classes, reference rows...).
+    options : :class:`AlertOptions`.
     baseline : the performance :class:`~monitoring.stats.performance.Baseline` (estimated-performance bands).
-    on_enqueue : called after a commit that queued notifications (wakes the notifier).
     """
 
-    def __init__(self, store, model: str, rules: list[DerivedRule], ctx: RuleContext, *, sinks: list[str],
-                 trace_url: str | None = None, baseline=None, examples: int = 5, metrics=None,
-                 clock: Callable[[], float] = time.time, on_enqueue: Callable[[], None] | None = None,
-                 tick_interval: float = 5.0, ref_stats: Mapping[str, tuple[float, float]] | None = None):
+    def __init__(self, store, model: str, rules: list[DerivedRule], ctx: RuleContext,
+                 options: AlertOptions = AlertOptions(), *, baseline=None, metrics=None,
+                 clock: Callable[[], float] = time.time):
+        self.options = options
         self.store = store
         self.model = model
         self.rules = {d.rule.name: d for d in rules}
         self.ctx = ctx
-        self.sinks = list(sinks)
-        self.trace_url = trace_url
+        self.sinks = list(options.sinks)
+        self.trace_url = options.trace_url
         self.baseline = baseline
-        self.examples = examples
+        self.examples = options.examples
         self.metrics = metrics
         self.clock = clock
-        self.on_enqueue = on_enqueue
-        self.tick_interval = tick_interval
-        self.ref_stats = dict(ref_stats or {})
+        self.on_enqueue = options.on_enqueue
+        self.tick_interval = options.tick_interval
+        self.ref_stats = dict(options.ref_stats)
         self._last_tick = 0.0
         self.errors = 0
         self._retry: deque = deque(maxlen=64)

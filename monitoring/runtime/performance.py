@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,46 +20,72 @@ from monitoring.store import Store
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Scorer:
+    """How one window is scored: the task, the validation baseline (bands), the label-free
+    estimator and the performance settings. A pure function of the stored rows."""
+
+    task: str
+    n_classes: int
+    baseline: Baseline | None
+    cbpe: Cbpe | None
+    config: PerformanceConfig
+    class_names: tuple = ()
+
+    def score(self, window_id: int, data: dict, now: float, ended_at: float | None) -> dict:
+        return window_performance(self.task, window_id, data, self.baseline, self.cbpe, self.config,
+                                  self.n_classes, now, ended_at, list(self.class_names) or None)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How often the tracker scores (``interval``), when an unmatched outcome expires
+    (``outcome_ttl``) and how long history is kept (``retention``; None: forever), seconds."""
+
+    interval: float = 5.0
+    outcome_ttl: float = 30 * 24 * 3600.0
+    retention: float | None = None
+
+
 class PerformanceTracker:
-    def __init__(self, store: Store, model: str, task: str, n_classes: int, baseline: Baseline | None,
-                 cbpe: Cbpe | None, config: PerformanceConfig, *, interval: float = 5.0,
-                 outcome_ttl: float = 30 * 24 * 3600.0, retention: float | None = None, metrics=None,
-                 publish: Callable[[dict], None] | None = None, clock: Callable[[], float] = time.time,
-                 class_names=None):
+    """Joins late outcomes, scores windows, purges old history. ``tick`` returns the results
+    it scored (the caller publishes them and feeds the alert rules)."""
+
+    def __init__(self, store: Store, model: str, scorer: Scorer, schedule: Schedule = Schedule(), *,
+                 metrics=None, clock: Callable[[], float] = time.time):
         self.store = store
         self.model = model
-        self.task = task
-        self.k = n_classes
-        self.baseline = baseline
-        self.cbpe = cbpe
-        self.config = config
-        self.interval = interval
-        self.outcome_ttl = outcome_ttl
+        self.scorer = scorer
+        self.baseline = scorer.baseline
+        self.interval = schedule.interval
+        self.outcome_ttl = schedule.outcome_ttl
+        self.retention = schedule.retention
         self.metrics = metrics
-        self.publish = publish
         self.clock = clock
-        self.class_names = class_names
         self._last = 0.0
-        self.retention = retention
         self._last_purge = 0.0
         self.errors = 0
         self.last_error: str | None = None
 
-    def tick(self, force: bool = False) -> None:
+    def tick(self, force: bool = False) -> list[dict]:
+        """Score what is due; returns the results stored by this call (also those stored
+        before a store failure cut the pass short)."""
         now = self.clock()
+        scored: list[dict] = []
         if not force and now - self._last < self.interval:
-            return
+            return scored
         self._last = now
         try:
-            self._run(now)
+            self._run(now, scored)
             self.last_error = None
         except SQLAlchemyError as exc:
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             if self.metrics is not None:
                 self.metrics[N.M_MONITOR_ERRORS].add(1)
+        return scored
 
-    def _run(self, now: float) -> None:
+    def _run(self, now: float, scored: list[dict]) -> None:
         if self.retention is not None and now - self._last_purge >= 3600:
             self._last_purge = now
             deleted = self.store.purge(self.model, now - self.retention)
@@ -83,11 +110,6 @@ class PerformanceTracker:
             data = self.store.window_predictions(self.model, wid)
             if data["n"] == 0:
                 continue
-            res = window_performance(self.task, wid, data, self.baseline, self.cbpe, self.config, self.k, now,
-                                     todo[wid] if todo[wid] is not None else closed.get(wid), self.class_names)
+            res = self.scorer.score(wid, data, now, todo[wid] if todo[wid] is not None else closed.get(wid))
             self.store.save_performance(self.model, wid, res, res["final"], res["labelled"], now)
-            if self.publish is not None:
-                try:
-                    self.publish(res)
-                except Exception:  # a publisher bug must not stop scoring
-                    log.exception("publishing performance of window %d failed", wid)
+            scored.append(res)

@@ -64,31 +64,73 @@ class WindowState:
     evaluated: int
 
 
+@dataclass(frozen=True)
+class WindowConfig:
+    """When windows close and how much this worker may hold while the store is away.
+
+    ``rows`` and ``seconds``: a window closes after this many rows, or is sealed after this
+    long; ``stale_seconds``: a window whose partials stopped growing this long ago is
+    evaluated as incomplete (default max(2 x seconds, 30 s)); ``flush_interval``: partials
+    are written at most this often; ``max_pending_rows``: rows (and log rows) buffered while
+    the store is unreachable, beyond which they are dropped and counted; ``worker``: this
+    process's key in the partials table (default: host:pid:random)."""
+
+    rows: int
+    seconds: float
+    stale_seconds: float | None = None
+    flush_interval: float = 0.5
+    max_pending_rows: int = 100_000
+    worker: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.rows < 1 or self.seconds <= 0:
+            raise ValueError(f"window rows must be >= 1 and seconds > 0; got {self.rows}, {self.seconds}")
+        if self.flush_interval < 0 or self.max_pending_rows < 1:
+            raise ValueError("flush_interval must be >= 0 and max_pending_rows >= 1")
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    """A window this worker evaluated and stored: the typed report, the serving figures and
+    the stored form (what the views and alert observers read)."""
+
+    report: WindowReport
+    rows: int
+    rows_expected: int
+    serving: dict
+    stored: dict
+
+    @property
+    def window_id(self) -> int:
+        return self.report.window_id
+
+    @property
+    def complete(self) -> bool:
+        return self.rows >= self.rows_expected
+
+
 class WindowManager:
     """A :class:`~monitoring.runtime.queue.Consumer`: assigns rows to windows, flushes partials,
-    seals, claims and evaluates windows, and hands each report to ``publish``."""
+    seals, claims and evaluates windows. ``consume``, ``tick`` and ``flush`` return the
+    windows this worker closed (the caller publishes them and feeds the alert rules)."""
 
-    def __init__(self, store: Store, model: str, reference: Profile, evaluator: WindowEvaluator, *,
-                 window_rows: int, window_seconds: float, task: str, publish: Callable[[WindowReport], None] | None = None,
-                 metrics=None, max_pending_rows: int = 100_000, flush_interval: float = 0.5,
-                 stale_seconds: float | None = None, worker: str | None = None, clock: Callable[[], float] = time.time,
-                 prediction_log: "PredictionLogger | None" = None, after_tick: Callable[[], None] | None = None,
-                 serving: ServingStats | None = None, on_window: Callable[[dict], None] | None = None):
-        if window_rows < 1 or window_seconds <= 0:
-            raise ValueError("window_rows must be >= 1 and window_seconds > 0")
+    def __init__(self, store: Store, model: str, evaluator: WindowEvaluator, config: WindowConfig, *,
+                 prediction_log: "PredictionLogger | None" = None, serving: ServingStats | None = None,
+                 metrics=None, clock: Callable[[], float] = time.time):
         self.store = store
         self.model = model
-        self.reference = reference
+        self.reference = evaluator.reference
         self.evaluator = evaluator
-        self.window_rows = window_rows
-        self.window_seconds = window_seconds
-        self.task = task
-        self.publish = publish
+        self.config = config
+        self.window_rows = config.rows
+        self.window_seconds = config.seconds
+        self.task = evaluator.schema.task
         self.metrics = metrics
-        self.max_pending_rows = max_pending_rows
-        self.flush_interval = flush_interval
-        self.stale_seconds = stale_seconds if stale_seconds is not None else max(2 * window_seconds, 30.0)
-        self.worker = worker or worker_id()
+        self.max_pending_rows = config.max_pending_rows
+        self.flush_interval = config.flush_interval
+        self.stale_seconds = config.stale_seconds if config.stale_seconds is not None else max(
+            2 * config.seconds, 30.0)
+        self.worker = config.worker or worker_id()
         self.clock = clock
         self._counter = f"rows:{model}"
         self._pending: deque[MonitorItem] = deque()
@@ -103,15 +145,12 @@ class WindowManager:
         self._evaluated = 0
         self._current = 0
         self.prediction_log = prediction_log
-        self.after_tick = after_tick
         #: this worker's request figures (latency, errors, CPU, memory), folded into its partials
         self.serving = serving
-        #: called with each evaluated window's stored report (alert rules), after ``publish``
-        self.on_window = on_window
         self._log_rows: deque[dict] = deque()
         self._log_dropped = 0
         #: seal and close checks run at most this often (or when this worker fills a window)
-        self.check_interval = min(1.0, flush_interval * 2) if flush_interval else 0.0
+        self.check_interval = min(1.0, self.flush_interval * 2) if self.flush_interval else 0.0
         self._last_check = 0.0
         self._window_filled = False
 
@@ -121,7 +160,7 @@ class WindowManager:
             self._rejected[kind] += 1
 
     # -- Consumer ------------------------------------------------------------------------
-    def consume(self, items: Sequence[MonitorItem]) -> None:
+    def consume(self, items: Sequence[MonitorItem]) -> list[ClosedWindow]:
         for item in items:
             if self._pending_rows + item.n_rows > self.max_pending_rows:
                 self._dropped += item.n_rows
@@ -131,17 +170,17 @@ class WindowManager:
             self._pending.append(item)
             self._pending_rows += item.n_rows
         if self.clock() - self._last_flush >= self.flush_interval or self._pending_rows >= self.window_rows:
-            self.flush()
+            return self.flush()
+        return []
 
-    def tick(self) -> None:
-        self.flush()
-        if self.after_tick is not None:
-            self.after_tick()
+    def tick(self) -> list[ClosedWindow]:
+        return self.flush()
 
     # -- the work ------------------------------------------------------------------------
-    def flush(self) -> None:
+    def flush(self) -> list[ClosedWindow]:
         now = self.clock()
         self._last_flush = now
+        closed: list[ClosedWindow] = []
         try:
             self._assign(now)
             self._write_log()
@@ -150,7 +189,7 @@ class WindowManager:
                 self._last_check = now
                 self._window_filled = False
                 self._seal_if_old(now)
-                self._evaluate_ready(now)
+                self._evaluate_ready(now, closed)
         except SQLAlchemyError as exc:  # the store is down or locked: keep rows, retry next time
             self._store_errors += 1
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
@@ -159,8 +198,9 @@ class WindowManager:
             self._last_error = msg
             if self.metrics is not None:
                 self.metrics[N.M_MONITOR_ERRORS].add(1)
-            return
+            return closed
         self._last_error = None
+        return closed
 
     def _assign(self, now: float) -> None:
         if not self._pending:
@@ -262,7 +302,7 @@ class WindowManager:
             if rows is not None:
                 log.info("window %d sealed by time with %d rows", wid, rows)
 
-    def _evaluate_ready(self, now: float) -> None:
+    def _evaluate_ready(self, now: float, closed: list[ClosedWindow]) -> None:
         for wid, rows, expected in self.store.closable(self.model, self.window_rows, now - self.stale_seconds,
                                                        self._current):
             if not self.store.claim(self.model, wid, self.worker, now):
@@ -289,13 +329,7 @@ class WindowManager:
             if self.store.finish(self.model, wid, self.worker, d, rows, expected, started, ended, now,
                                  sketch=merged.to_dict()):
                 self._evaluated += 1
-                for hook, arg in ((self.publish, report), (self.on_window, d)):
-                    if hook is None:
-                        continue
-                    try:
-                        hook(arg)
-                    except Exception:  # a publisher or rule bug must not stop window evaluation
-                        log.exception("publishing window %d failed", wid)
+                closed.append(ClosedWindow(report, rows, expected, d["serving"], d))
             self._open.pop(wid, None)
         # partials of windows another worker already closed are no longer needed
         for wid in [w for w in self._open if w < self._current and not self._open[w].dirty]:

@@ -1,0 +1,390 @@
+"""``ModelMonitor``: the one object that builds and runs a served model's monitoring.
+
+Built once per worker from the settings, the registered model (:class:`ModelInfo`) and the
+telemetry handles (:class:`TelemetryHandles`); the HTTP layer (``service/``) calls it and is
+never called back. It owns:
+
+- the request-path entry points, each cheap and non-blocking: :meth:`offer` (one bounded
+  queue offer), :meth:`record_request` (a lock and a few integer operations),
+  :meth:`note_rejection`;
+- the monitor thread (a :class:`~monitoring.runtime.queue.MonitorQueue` whose consumer is
+  this object): rows into windows, then on every tick the performance tracker, the alert
+  engine and reference adoption, in that order; closed windows and scored performance
+  come back as return values and are published (gauges) and judged (alert rules) here;
+- the feedback group committer, the alert notifier thread, the system sampler;
+- typed views (:meth:`status`, :meth:`drift`, :meth:`performance`, :meth:`alerts`,
+  :meth:`feature`) and operator actions (:meth:`silence`, :meth:`unsilence`,
+  :meth:`acknowledge`, :meth:`rebaseline`).
+
+Failure modes: views and actions raise :class:`~monitoring.store.StoreUnavailable` when the
+store is down (the HTTP layer answers 503); actions raise :class:`ActionInvalid` (422) or
+:class:`ActionNotFound` (404). Nothing on the monitor thread raises out of it: store errors
+are counted and retried at the next tick. :meth:`close` is bounded by its budget.
+
+Exception tree::
+
+    ValueError
+     └── ActionInvalid     (a well-formed request naming something the model lacks)
+    LookupError
+     └── ActionNotFound    (no such silence, firing alert or adoptable window)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from monitoring import names as N
+from monitoring.alerts import SERIES, TASK_METRICS, RuleContext, active_rules, check_labels
+from monitoring.config import Settings
+from monitoring.metrics import Metrics, publish_performance, publish_report
+from monitoring.runtime.alert_engine import AlertEngine, AlertOptions
+from monitoring.runtime.committer import GroupCommitter
+from monitoring.runtime.notifier import Notifier, build_sinks
+from monitoring.runtime.performance import PerformanceTracker, Schedule, Scorer
+from monitoring.runtime.predlog import PredictionLogger
+from monitoring.runtime.queue import MonitorItem, MonitorQueue
+from monitoring.runtime.system import SystemSampler
+from monitoring.runtime.windows import ClosedWindow, WindowConfig, WindowManager, worker_id
+from monitoring.schema import ModelSchema
+from monitoring.stats.evaluate import DriftConfig, WindowEvaluator
+from monitoring.stats.multivariate import PcaDetector
+from monitoring.stats.performance import Baseline, Cbpe, PerformanceConfig
+from monitoring.stats.profile import Profile
+from monitoring.stats.serving import ServingStats
+from monitoring.store import KEEP_SKETCHES, Store, StoreUnavailable
+
+log = logging.getLogger("vigil.monitor")
+
+#: How often the monitor thread looks for a newly adopted reference, seconds.
+REFERENCE_CHECK_SECONDS = 5.0
+
+
+class ActionInvalid(ValueError):
+    """An operator action names something this model does not have (HTTP 422)."""
+
+
+class ActionNotFound(LookupError):
+    """An operator action's target does not exist (HTTP 404)."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the monitor needs of a registered model (``models.registry`` builds it).
+
+    ``validation``: the validation rows' true labels, the model's predictions and
+    probabilities (None for regressors), after any decision threshold."""
+
+    tag: str
+    name: str
+    version: str
+    schema: ModelSchema
+    profile: Profile
+    validation: tuple[np.ndarray, np.ndarray, np.ndarray | None]
+    in_sample: bool = False
+    baseline: Mapping[str, float] = field(default_factory=dict)
+    reference_rows: int | None = None
+
+
+@dataclass(frozen=True)
+class TelemetryHandles:
+    """OpenTelemetry handles the monitor emits through: ``meter`` (None: Prometheus only),
+    ``tracer`` (webhook delivery spans), ``logger`` (the ``otel`` alert sink)."""
+
+    meter: Any = None
+    tracer: Any = None
+    logger: Any = None
+
+
+class ModelMonitor:
+    """Builds and runs the monitoring of one served model in this worker. Call
+    :meth:`start` once, :meth:`close` at shutdown."""
+
+    def __init__(self, settings: Settings, model: ModelInfo, telemetry: TelemetryHandles = TelemetryHandles(),
+                 *, worker: str | None = None):
+        self.settings = settings
+        self.model = model
+        self.tag = model.tag
+        self.schema = model.schema
+        self.worker = worker or worker_id()
+        self.rules = active_rules(settings, model.schema.task, model.profile.detector is not None)
+        self.metrics = Metrics(meter=telemetry.meter, domains={
+            N.DOMAIN_FEATURES: model.schema.names, N.DOMAIN_CLASSES: [str(c) for c in model.schema.classes],
+            N.DOMAIN_RULES: [d.rule.name for d in self.rules]})
+        self.store = Store(settings.resolved_store_url, connect_timeout=settings.store_timeout)
+        self.committer = GroupCommitter(self.store, self.tag)
+        self.evaluator = WindowEvaluator(model.schema, model.profile, DriftConfig(
+            alpha=settings.drift_alpha, effect_floor=settings.drift_effect_floor, min_rows=settings.window_min_rows))
+        self.baseline, cbpe, pconf = _performance(settings, model)
+        self.serving = ServingStats(self.worker)
+        self.alert_engine, self.notifier = self._alerting(telemetry)
+        self.tracker = PerformanceTracker(
+            self.store, self.tag,
+            Scorer(model.schema.task, len(model.schema.classes), self.baseline, cbpe, pconf,
+                   tuple(model.schema.classes)),
+            Schedule(settings.performance_interval, settings.outcome_ttl_seconds,
+                     None if settings.retention_days is None else settings.retention_days * 86400),
+            metrics=self.metrics)
+        self.windows = WindowManager(
+            self.store, self.tag, self.evaluator, WindowConfig(settings.window_rows, settings.window_seconds,
+                                                               worker=self.worker),
+            prediction_log=PredictionLogger(self.tag, model.schema, settings.log_sample_rate, settings.privacy,
+                                            settings.privacy_salt.get_secret_value()),
+            serving=self.serving, metrics=self.metrics)
+        self.queue = MonitorQueue(self, settings.monitor_queue_batches, self.metrics)
+        self.system = SystemSampler(self.metrics, settings.system_metrics_interval, on_sample=self.serving.note_system)
+        self._reference_version = 0
+        self._reference_checked = 0.0
+
+    def _alerting(self, telemetry: TelemetryHandles) -> tuple[AlertEngine, Notifier]:
+        schema, profile, s = self.schema, self.model.profile, self.settings
+        ctx = RuleContext(features=tuple(schema.names), classes=tuple(str(c) for c in schema.classes),
+                          metrics=TASK_METRICS[schema.task], reference_rows=profile.rows,
+                          drift_alpha=s.drift_alpha, error_rate=s.alert_error_rate)
+        check_labels(self.rules, ctx)
+        sinks = build_sinks(list(s.alert_webhooks), tracer=telemetry.tracer, otel_logger=telemetry.logger)
+        notifier = Notifier(self.store, self.tag, sinks, self.worker, metrics=self.metrics)
+        ref_stats = {name: (st.mean, st.variance ** 0.5 if st.variance > 0 else 1.0)
+                     for name, st in profile.numeric.items() if st.n}
+        engine = AlertEngine(self.store, self.tag, self.rules, ctx, AlertOptions(
+            sinks=tuple(sinks), trace_url=s.alert_trace_url, examples=s.alert_examples, ref_stats=ref_stats,
+            on_enqueue=notifier.wake), baseline=self.baseline, metrics=self.metrics)
+        return engine, notifier
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> "ModelMonitor":
+        prepare_in_background(self.evaluator, self.settings.window_rows)
+        self.queue.start()
+        self.system.start()
+        self.notifier.start()
+        return self
+
+    def close(self, budget: float) -> None:
+        """Stop the threads and drain the queue within ``budget`` seconds (best effort)."""
+        self.system.stop(timeout=min(1.0, budget / 4))
+        self.notifier.stop(timeout=min(1.0, budget / 4))
+        if not self.queue.close(timeout=budget / 2):
+            log.warning("monitor queue not drained at shutdown: %s", self.queue.stats())
+        self.store.dispose()
+
+    # -- the request path (cheap, never blocks) ----------------------------------------------
+    def offer(self, item: MonitorItem) -> bool:
+        """Hand a served batch to the monitor thread; False (counted) when the queue is full."""
+        return self.queue.offer(item)
+
+    def record_request(self, status: int, seconds: float, trace_id: str | None) -> None:
+        """One ``/predict`` request's status and latency, for the window's serving figures."""
+        self.serving.record(status, seconds, trace_id)
+
+    def note_rejection(self, kind: str) -> None:
+        self.windows.note_rejection(kind)
+
+    def submit_outcomes(self, items: Sequence, timeout: float):
+        """Commit parsed outcomes (group commit); returns the store's ingest result."""
+        return self.committer.submit(items, timeout=timeout)
+
+    # -- the monitor thread (MonitorQueue's consumer) ---------------------------------------------
+    def consume(self, items: Sequence[MonitorItem]) -> None:
+        self._closed(self.windows.consume(items))
+
+    def tick(self) -> None:
+        self._closed(self.windows.tick())
+        for result in self.tracker.tick():
+            self._guarded(publish_performance, self.metrics, result)
+            self.alert_engine.on_performance(result)
+        self.alert_engine.tick()
+        self._adopt_reference()
+
+    def _closed(self, windows: list[ClosedWindow]) -> None:
+        for w in windows:
+            self._guarded(publish_report, self.metrics, w.report)
+            self.alert_engine.on_window(w.stored)
+
+    @staticmethod
+    def _guarded(fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception:  # a publisher bug must not stop evaluation or scoring
+            log.exception("publishing %s failed", getattr(fn, "__name__", fn))
+
+    def _adopt_reference(self) -> None:
+        """Switch to the newest adopted drift reference, if another worker (or an operator
+        on any replica) adopted one since the last check."""
+        now = time.time()
+        if now - self._reference_checked < REFERENCE_CHECK_SECONDS:
+            return
+        self._reference_checked = now
+        try:
+            version = self.store.reference_version(self.tag)
+            if version <= self._reference_version:
+                return
+            got = self.store.reference(self.tag, version)
+        except StoreUnavailable as exc:  # store down: try again at the next check
+            log.warning("reference check failed: %s", type(exc).__name__)
+            return
+        if got is None:
+            return
+        wid, sketch = got
+        ref = Profile.from_dict(sketch)
+        ref.detector = recalibrated(self.model.profile.detector, ref.multivariate)
+        evaluator = WindowEvaluator(self.schema, ref, self.evaluator.config)
+        prepare_in_background(evaluator, self.settings.window_rows)  # off the monitor thread
+        self.windows.set_reference(ref, evaluator)
+        self.evaluator = evaluator
+        self.alert_engine.ctx.reference_rows = ref.rows
+        self._reference_version = version
+        log.info("adopted window %d of %s as the drift reference (version %d, %d rows)", wid, self.tag,
+                 version, ref.rows)
+
+    # -- views ------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """This worker's view of the monitor: queue, windows, alerts (store-backed parts
+        degrade to an ``unavailable`` note instead of failing)."""
+        q = self.queue.stats()
+        w = self.windows.state()
+        try:
+            last = self.store.windows(self.tag, limit=1)
+            counted = self.store.counter(f"rows:{self.tag}")
+            store = "ok"
+        except StoreUnavailable as exc:
+            last, counted, store = [], None, f"unavailable ({type(exc).__name__})"
+        s = self.settings
+        return {
+            "model": self.tag, "worker_pid": os.getpid(), "task": self.schema.task,
+            "features": len(self.schema.features), "in_sample_baseline": self.model.in_sample,
+            "baseline": dict(self.model.baseline), "reference_rows": self.model.reference_rows,
+            "monitor_queue": {"capacity": q.capacity, "depth": q.depth, "enqueued_rows": q.enqueued_rows,
+                              "dropped_rows": q.dropped_rows, "processed_rows": q.processed_rows,
+                              "consumer_errors": q.errors, "running": q.running},
+            "windows": {"window_rows": s.window_rows, "window_seconds": s.window_seconds,
+                        "rows_counted": counted, "store": store,
+                        "open_in_this_worker": list(w.open_windows), "pending_rows": w.pending_rows,
+                        "buffer_dropped_rows": w.buffered_dropped_rows, "store_errors": w.store_errors,
+                        "store_error": w.last_error, "evaluated_by_this_worker": w.evaluated,
+                        "last_closed": _window_summary(last[0]) if last else None},
+            "alerts": self._alert_summary(),
+            "drift_methods": self.evaluator.methods,
+            "gpu": self.system.gpus.available,
+        }
+
+    def _alert_summary(self) -> dict[str, Any]:
+        try:
+            firing = [f"{a.rule}[{a.instance}]" if a.instance else a.rule
+                      for a in self.store.alerts(self.tag) if a.state.state == "firing"]
+            outbox = self.store.outbox_counts(self.tag)
+        except StoreUnavailable as exc:
+            return {"store": f"unavailable ({type(exc).__name__})"}
+        n = self.notifier
+        return {"rules": len(self.alert_engine.rules), "firing": firing, "outbox": outbox,
+                "delivered_by_this_worker": n.delivered, "retries_by_this_worker": n.retries,
+                "failed_by_this_worker": n.failed, "evaluation_errors": self.alert_engine.errors}
+
+    def drift(self, limit: int) -> dict[str, Any]:
+        """The last ``limit`` evaluated windows, newest first."""
+        records = self.store.windows(self.tag, limit=limit)
+        s = self.settings
+        return {"model": self.tag, "reference_rows": self.model.profile.rows, "window_rows": s.window_rows,
+                "alpha": s.drift_alpha, "effect_floor": s.drift_effect_floor,
+                "windows": [{**(r.report or {}), "evaluated_at": r.evaluated_at} for r in records]}
+
+    def performance(self, limit: int) -> dict[str, Any]:
+        """Realized and estimated performance of the last ``limit`` scored windows."""
+        return {"model": self.tag, "task": self.schema.task, "in_sample_baseline": self.model.in_sample,
+                "baseline": self.baseline.values, "window_rows": self.settings.window_rows,
+                "outcomes": self.store.outcome_counts(self.tag),
+                "windows": self.store.performance_windows(self.tag, limit)}
+
+    def alerts(self, limit: int) -> dict[str, Any]:
+        """Rules, alert states, silences and the last ``limit`` transitions."""
+        return self.alert_engine.view(limit)
+
+    # -- operator actions ---------------------------------------------------------------------------
+    def silence(self, rule: str, seconds: float, instance: str | None = None, reason: str | None = None,
+                by: str | None = None) -> dict[str, Any]:
+        if rule != "*" and rule not in self.alert_engine.rules:
+            raise ActionInvalid(f"rule must be '*' or one of: {', '.join(self.alert_engine.rules)}")
+        now = time.time()
+        sid = self.store.add_silence(self.tag, rule, instance, now + seconds, reason, by, now)
+        return {"id": sid, "rule": rule, "instance": instance, "until": now + seconds}
+
+    def unsilence(self, silence_id: int) -> dict[str, Any]:
+        if not (0 <= silence_id < 2 ** 63 and self.store.end_silence(self.tag, silence_id, time.time())):
+            raise ActionNotFound(f"no active silence {silence_id}")
+        return {"id": silence_id, "ended": True}
+
+    def acknowledge(self, rule: str, instance: str | None = None, by: str | None = None) -> dict[str, Any]:
+        d = self.alert_engine.rules.get(rule)
+        if d is None:
+            raise ActionInvalid(f"rule must be one of: {', '.join(self.alert_engine.rules)}")
+        single = SERIES[d.rule.series].label is None  # a per-window series has one instance: ""
+        n = self.store.acknowledge(self.tag, rule, instance or ("" if single else None), by, time.time())
+        if n == 0:
+            raise ActionNotFound(f"no firing alert for rule {rule}" + (f" [{instance}]" if instance else ""))
+        return {"acknowledged": n}
+
+    def rebaseline(self, window_id: int, by: str | None = None) -> dict[str, Any]:
+        """Adopt an evaluated window as the drift reference (every worker picks it up within
+        seconds). Performance baselines are unchanged: they need labelled data."""
+        sketch, report = self.store.window_sketch(self.tag, window_id)
+        if sketch is None:
+            raise ActionNotFound(f"window {window_id} is not one of the last {KEEP_SKETCHES} evaluated windows of "
+                                 f"{self.tag}; only those can be adopted")
+        if report is not None and report.get("too_small"):
+            raise ActionInvalid(f"window {window_id} has {report.get('rows')} rows, fewer than window_min_rows")
+        version = self.store.adopt_reference(self.tag, window_id, sketch, by, time.time())
+        self._reference_checked = 0.0
+        return {"version": version, "window_id": window_id, "rows": sketch.get("rows")}
+
+
+def _performance(settings: Settings, model: ModelInfo) -> tuple[Baseline, Cbpe | None, PerformanceConfig]:
+    """The validation baseline (bands), the CBPE estimator (classifiers with probabilities)
+    and the performance settings."""
+    y_true, y_pred, proba = model.validation
+    pconf = PerformanceConfig(coverage_target=settings.label_coverage_target,
+                              max_label_delay=settings.label_max_delay_seconds,
+                              floors=dict(settings.performance_floors))
+    task, k = model.schema.task, len(model.schema.classes)
+    baseline = Baseline(task, y_true, y_pred, proba, k, model.in_sample, pconf)
+    cbpe = (Cbpe(y_true, proba) if task == "classification" and proba is not None
+            and len(set(y_true.tolist())) > 1 else None)
+    return baseline, cbpe, pconf
+
+
+def prepare_in_background(evaluator: WindowEvaluator, rows: int) -> threading.Thread:
+    """Fill the bootstrap nulls of ``rows``-row windows on a daemon thread (off the request
+    path and the monitor thread; the first window would otherwise pay for them). Never raises."""
+
+    def work() -> None:
+        t, c = time.perf_counter(), time.thread_time()
+        try:
+            added = evaluator.prepare(rows)
+        except Exception:
+            log.exception("preparing drift nulls for %d-row windows failed (the first window fills them)", rows)
+            return
+        log.info("drift nulls for %d-row windows prepared: %d added in %.2f s (%.2f s CPU)", rows, added,
+                 time.perf_counter() - t, time.thread_time() - c)
+
+    thread = threading.Thread(target=work, name="vigil-prepare-nulls", daemon=True)
+    thread.start()
+    return thread
+
+
+def recalibrated(detector: PcaDetector | None, errors) -> PcaDetector | None:
+    """The multivariate detector re-centred on an adopted window's reconstruction errors."""
+    if detector is None or errors is None or errors.n < 2:
+        return detector
+    return PcaDetector(detector.mean, detector.scale, detector.components, float(errors.mean),
+                       float(max(errors.variance, 1e-12)), int(errors.n), detector.error_edges)
+
+
+def _window_summary(r) -> dict[str, Any]:
+    rep = r.report or {}
+    return {"window_id": r.window_id, "rows": r.rows, "rows_expected": r.rows_expected,
+            "too_small": rep.get("too_small"), "drifted": rep.get("drifted", []),
+            "share_drifted": rep.get("share_drifted"), "evaluated_at": r.evaluated_at}

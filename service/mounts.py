@@ -1,0 +1,117 @@
+"""The two Starlette apps mounted beside the BentoML API: ``/monitoring`` (read-only views)
+and ``/admin`` (operator actions; the middleware requires the bearer token on every
+``/admin`` path). Both call the serving worker's :class:`~monitoring.runtime.monitor.ModelMonitor`
+off the event loop; a store outage answers 503 with ``Retry-After``, an invalid action 422,
+a missing target 404.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from monitoring.runtime.monitor import ActionInvalid, ActionNotFound
+from monitoring.store import StoreUnavailable
+
+from .schemas import AckBody, RebaselineBody, SilenceBody
+
+log = logging.getLogger("vigil.service")
+
+#: ``?limit=`` bounds of the listing views.
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 20
+
+
+async def _call(fn: Callable[..., Any], *args: Any, status: int = 200) -> JSONResponse:
+    try:
+        body = await run_in_threadpool(fn, *args)
+    except StoreUnavailable as exc:
+        log.warning("%s: store unavailable (%s)", getattr(fn, "__name__", fn), type(exc).__name__)
+        return JSONResponse({"error": "the store is unavailable; retry later"}, status_code=503,
+                            headers={"retry-after": "5"})
+    except ActionInvalid as exc:
+        return JSONResponse({"error": str(exc)}, status_code=422)
+    except ActionNotFound as exc:
+        return JSONResponse({"error": exc.args[0]}, status_code=404)
+    return JSONResponse(body, status_code=status)
+
+
+def monitoring_app(service: Callable[[], Any]) -> Starlette:
+    """``service()`` returns the live service instance (with ``.monitor`` and ``.status``)."""
+
+    async def status(request):
+        return await _call(service().status)
+
+    def listing(view: str):
+        """A GET view over the store's history, newest first, ``?limit=`` 1..1000 (default 20)."""
+        async def handler(request):
+            try:
+                limit = int(request.query_params.get("limit", str(DEFAULT_LIMIT)))
+            except ValueError:
+                return JSONResponse({"error": "limit must be an integer"}, status_code=422)
+            if not 1 <= limit <= MAX_LIMIT:
+                return JSONResponse({"error": f"limit must be between 1 and {MAX_LIMIT}"}, status_code=422)
+            return await _call(getattr(service().monitor, view), limit)
+
+        return handler
+
+    return Starlette(routes=[Route("/status", status, methods=["GET"]),
+                             Route("/drift", listing("drift"), methods=["GET"]),
+                             Route("/performance", listing("performance"), methods=["GET"]),
+                             Route("/alerts", listing("alerts"), methods=["GET"])])
+
+
+async def _body(request, model: type[BaseModel]) -> BaseModel | JSONResponse:
+    try:
+        raw = await request.json()
+    except ValueError:
+        return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+    if not isinstance(raw, dict):
+        return JSONResponse({"error": "body must be a JSON object"}, status_code=422)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        errors = [{"field": ".".join(map(str, e["loc"])) or None, "message": e["msg"]} for e in exc.errors()]
+        first = errors[0]
+        return JSONResponse({"error": f"{first['field']}: {first['message']}" if first["field"] else first["message"],
+                             "errors": errors}, status_code=422)
+
+
+def admin_app(service: Callable[[], Any]) -> Starlette:
+    """Operator actions: silence, un-silence, acknowledge, re-baseline."""
+
+    async def silence(request):
+        b = await _body(request, SilenceBody)
+        if isinstance(b, JSONResponse):
+            return b
+        return await _call(service().monitor.silence, b.rule, b.seconds, b.instance, b.reason, b.by, status=201)
+
+    async def unsilence(request):
+        try:
+            sid = int(request.path_params["silence_id"])
+        except ValueError:
+            return JSONResponse({"error": "silence id must be an integer"}, status_code=422)
+        return await _call(service().monitor.unsilence, sid)
+
+    async def acknowledge(request):
+        b = await _body(request, AckBody)
+        if isinstance(b, JSONResponse):
+            return b
+        return await _call(service().monitor.acknowledge, b.rule, b.instance, b.by)
+
+    async def rebaseline(request):
+        b = await _body(request, RebaselineBody)
+        if isinstance(b, JSONResponse):
+            return b
+        return await _call(service().monitor.rebaseline, b.window_id, b.by, status=201)
+
+    return Starlette(routes=[Route("/silences", silence, methods=["POST"]),
+                             Route("/silences/{silence_id}", unsilence, methods=["DELETE"]),
+                             Route("/alerts/ack", acknowledge, methods=["POST"]),
+                             Route("/rebaseline", rebaseline, methods=["POST"])])
