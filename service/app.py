@@ -43,6 +43,7 @@ from .mounts import admin_app, monitoring_app
 from .process import freeze_startup_heap, gc_state
 from .schemas import MAX_CLIENT_ID, FeedbackResponse, PredictResponse, instances_schema, outcomes_schema
 from .settings import load_server_settings
+from .spans import ChildSpans
 
 log = logging.getLogger("vigil.service")
 
@@ -90,7 +91,7 @@ class MonitoredModel:
         if SETTINGS.decision_threshold is not None:
             self.loaded.adapter = ModelAdapter(self.loaded.adapter.model, self.schema,
                                                decision_threshold=SETTINGS.decision_threshold)
-        self.child_spans = telemetry.ChildSpans(TELEMETRY)
+        self.child_spans = ChildSpans(TELEMETRY)
         self.inline = InlinePolicy(SETTINGS.inline_predict_ms / 1000)
         self._limiter: anyio.CapacityLimiter | None = None
         self.validator = Validator(self.schema, SETTINGS.max_batch_rows, SETTINGS.instance_id_field)

@@ -28,6 +28,7 @@ _applied = False
 
 
 def _middleware_class():
+    # lazy: BentoML's internals are looked up only when the fix is applied (and checked for shape)
     from bentoml._internal.server.http import traffic
     from starlette.responses import JSONResponse
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from http import HTTPStatus
 from typing import Any, Callable
+
+from opentelemetry import trace
 
 from monitoring import names as N
 
@@ -58,7 +61,6 @@ def _json_errors(send: Callable) -> Callable:
                 return
             start = held.pop("start")
             text = b"".join(held.pop("body")).decode("utf-8", "replace").strip()
-            from http import HTTPStatus
 
             phrase = HTTPStatus(start["status"]).phrase if start["status"] in HTTPStatus._value2member_map_ else "Error"
             payload = json.dumps({"error": text[:500] or phrase}).encode()
@@ -73,8 +75,6 @@ def _json_errors(send: Callable) -> Callable:
 
 
 def _trace_id() -> str | None:
-    from opentelemetry import trace
-
     ctx = trace.get_current_span().get_span_context()
     return f"{ctx.trace_id:032x}" if ctx.is_valid else None
 

@@ -19,7 +19,6 @@ returned. Exporter failures are caught at the export edge and counted as dropped
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -27,8 +26,24 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry import metrics, trace
+from opentelemetry._logs import NoOpLogger
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogExporter, LogExportResult
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    _get_from_env_or_default,
+)
+from opentelemetry.trace import SpanKind
 
 from monitoring import names as N
 
@@ -65,7 +80,6 @@ class DropCounter:
 
 def _span_exporter_safe(exporter, drops: DropCounter):
     """Wrap a span exporter: exceptions and failures are counted, never raised."""
-    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
     class SafeSpanExporter(SpanExporter):
         def export(self, spans: Sequence[Any]) -> SpanExportResult:
@@ -98,7 +112,6 @@ def _counting_processor(processor, drops: DropCounter, keep_asgi_events: bool = 
     default) leave out the ASGI instrumentation's per-message spans ("http receive",
     "http send"): three of BentoML's five spans a request, which carry no more than the
     server span's own timing and status, yet cost as much to export as the rest."""
-    from opentelemetry.sdk.trace import SpanProcessor
 
     inner = getattr(processor, "_batch_processor", None)
     queue = getattr(inner, "_queue", None)
@@ -157,8 +170,6 @@ def _skip_asgi_messages(sampler):
     """Wrap a sampler so that the ASGI instrumentation's per-message spans ("... http
     send" / "... http receive") are never recorded: creating them costs as much as
     exporting them, and they repeat the server span's timing."""
-    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-    from opentelemetry.trace import SpanKind
 
     class SkipAsgiMessages(Sampler):
         def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None,
@@ -196,6 +207,7 @@ def _exporter_kind(signal: str) -> str:
 
 
 def _span_exporter(kind: str, timeout: float):
+    # exporters are imported when chosen: only one protocol stack is loaded (grpc alone costs ~0.3 s)
     if kind == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -247,8 +259,6 @@ def _logs_kind() -> str:
 
 
 def _log_exporter_safe(exporter, drops: DropCounter):
-    from opentelemetry.sdk._logs.export import LogExporter, LogExportResult
-
     class SafeLogExporter(LogExporter):
         def export(self, batch):
             try:
@@ -283,8 +293,6 @@ class Telemetry:
     def logger(self):
         """The OTel logger alert records go to (a no-op one when logs are not exported)."""
         if self.logger_provider is None:
-            from opentelemetry._logs import NoOpLogger
-
             return NoOpLogger("vigil")
         return self.logger_provider.get_logger("vigil.alerts")
 
@@ -321,12 +329,6 @@ class Telemetry:
 def build(resource_attributes: dict[str, Any] | None = None, span_exporter=None, metric_reader=None,
           export_timeout: float = 5.0, keep_asgi_events: bool = False, log_exporter=None) -> Telemetry:
     """Build providers from ``OTEL_*`` (or from the explicit test doubles given)."""
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, _get_from_env_or_default
 
     drops = DropCounter()
     attrs = {"service.name": os.environ.get("OTEL_SERVICE_NAME", "vigil"), **(resource_attributes or {})}
@@ -360,9 +362,6 @@ def build(resource_attributes: dict[str, Any] | None = None, span_exporter=None,
     lp = None
     log_kind = "explicit" if log_exporter is not None else _logs_kind()
     if log_kind != "none":
-        from opentelemetry.sdk._logs import LoggerProvider
-        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-
         lp = LoggerProvider(resource=resource)
         exporter = log_exporter if log_exporter is not None else _log_exporter(log_kind, export_timeout)
         lp.add_log_record_processor(BatchLogRecordProcessor(_log_exporter_safe(exporter, drops),
@@ -381,11 +380,11 @@ def install(resource_attributes: dict[str, Any] | None = None, export_timeout: f
     with _lock:
         if _installed is not None:
             return _installed
-        from opentelemetry import metrics, trace
 
         tel = build(resource_attributes, span_exporter=span_exporter, metric_reader=metric_reader,
                     export_timeout=export_timeout, keep_asgi_events=keep_asgi_events)
         try:
+            # lazy: telemetry.build() (tests, benchmarks) must not pull in BentoML's container
             from bentoml._internal.configuration.containers import BentoMLContainer
 
             BentoMLContainer.tracer_provider.set(tel.tracer_provider)
@@ -399,104 +398,3 @@ def install(resource_attributes: dict[str, Any] | None = None, export_timeout: f
 
 def installed() -> Telemetry | None:
     return _installed
-
-
-class ChildSpans:
-    """Vigil's spans inside a request (validation, model call, monitor hand-off), cheaply.
-
-    The request path takes ``time.time_ns()`` marks; each span is built once, when its
-    step is over, as the SDK's own :class:`~opentelemetry.sdk.trace.ReadableSpan` and
-    handed to the provider's span processor: the same batch queue, exporter, drop count
-    and shutdown as BentoML's server span. The sampling decision is the server span's
-    (what the default parent-based sampler decides for a child; every standard sampler
-    agrees for a child of a local parent). This skips what an SDK span pays for being
-    mutable while it is open (a lock, attribute re-validation on every call, a context
-    attach and detach, a sampler call): three such spans cost about a quarter of this
-    service's CPU per request on a small model (``benchmarks/serving_overhead.py``).
-
-    A step that can itself create spans (the model call: a pipeline may call an
-    instrumented client) runs under :meth:`RequestSpans.activate`, which makes its span
-    id current, so nested spans are its children.
-    """
-
-    def __init__(self, telemetry: Telemetry, scope_name: str = "vigil"):
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-
-        self._processor = telemetry.span_processor
-        self._resource = telemetry.tracer_provider.resource
-        self._scope = InstrumentationScope(scope_name)
-        self._new_id = telemetry.tracer_provider.id_generator.generate_span_id
-
-    def for_request(self, parent) -> "RequestSpans":
-        """Spans under ``parent`` (an OTel span); a no-op recorder when it is not sampled."""
-        ctx = parent.get_span_context()
-        if self._processor is None or not (ctx.is_valid and ctx.trace_flags.sampled):
-            return _NO_SPANS
-        return RequestSpans(self, ctx)
-
-
-class RequestSpans:
-    """One request's child spans; see :class:`ChildSpans`. Not thread-safe (one request)."""
-
-    __slots__ = ("_owner", "_parent")
-
-    def __init__(self, owner: ChildSpans | None, parent) -> None:
-        self._owner = owner
-        self._parent = parent
-
-    def add(self, name: str, start_ns: int, attributes: dict[str, Any], *, end_ns: int | None = None,
-            error: BaseException | None = None, span_id: int | None = None) -> None:
-        """Record a finished child span from ``start_ns`` to ``end_ns`` (default: now).
-
-        ``attributes`` must hold plain values (str, bool, int, float). ``error`` marks the
-        span failed and records the exception as an event, as ``Span.record_exception``
-        does. ``span_id`` is the id :meth:`activate` made current, if any.
-        """
-        owner = self._owner
-        if owner is None:
-            return
-        end = time.time_ns() if end_ns is None else end_ns
-        parent = self._parent
-        events: tuple = ()
-        status = _STATUS_UNSET
-        if error is not None:
-            status = Status(StatusCode.ERROR, type(error).__name__)
-            events = (Event("exception", _exception_attributes(error), end),)
-        ctx = SpanContext(parent.trace_id, span_id if span_id is not None else owner._new_id(), False,
-                          parent.trace_flags, parent.trace_state)
-        span = ReadableSpan(name, ctx, parent, owner._resource, attributes, events, (), SpanKind.INTERNAL, None,
-                            status, start_ns, end, owner._scope)
-        owner._processor.on_end(span)
-
-    @contextlib.contextmanager
-    def activate(self):
-        """Make a new span id current for the block (nested spans become its children);
-        yields the id to pass to :meth:`add` (None when nothing is recorded)."""
-        owner = self._owner
-        if owner is None:
-            yield None
-            return
-        from opentelemetry import context, trace
-
-        parent = self._parent
-        span_id = owner._new_id()
-        token = context.attach(trace.set_span_in_context(NonRecordingSpan(SpanContext(
-            parent.trace_id, span_id, False, parent.trace_flags, parent.trace_state))))
-        try:
-            yield span_id
-        finally:
-            context.detach(token)
-
-
-def _exception_attributes(exc: BaseException) -> dict[str, str]:
-    import traceback
-
-    module, qualname = type(exc).__module__, type(exc).__qualname__
-    return {"exception.type": f"{module}.{qualname}" if module and module != "builtins" else qualname,
-            "exception.message": str(exc),
-            "exception.stacktrace": "".join(traceback.format_exception(exc)),
-            "exception.escaped": "False"}
-
-
-_STATUS_UNSET = Status(StatusCode.UNSET)
-_NO_SPANS = RequestSpans(None, None)

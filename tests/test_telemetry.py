@@ -6,6 +6,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from service import telemetry
+from service.spans import ChildSpans
 
 
 class FailingExporter(SpanExporter):
@@ -121,7 +122,7 @@ def test_asgi_message_spans_are_left_out_unless_asked_for(keep):
 
 def _server_and_children(tel, fail: bool = False):
     """What the predict handler does: a server span, then recorded children under it."""
-    rec = telemetry.ChildSpans(tel)
+    rec = ChildSpans(tel)
     tracer = tel.tracer()
     with tracer.start_as_current_span("POST /predict") as server:
         spans = rec.for_request(server)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
+from concurrent.futures import Future
+
+
 class GroupCommitter:
     """Commits concurrent feedback requests together: one transaction and one fsync for
     every request that arrived while the previous commit ran, each in its own savepoint
@@ -18,9 +24,6 @@ class GroupCommitter:
     """
 
     def __init__(self, store, model: str, max_group_outcomes: int = 50_000, max_waiting: int = 1024):
-        import queue
-        import threading
-
         self.store = store
         self.model = model
         self.max_group_outcomes = max_group_outcomes
@@ -31,8 +34,6 @@ class GroupCommitter:
     def submit(self, items, timeout: float):
         """Block until committed; returns the IngestResult or raises OutcomeConflict,
         ``TimeoutError`` or the store's error."""
-        import queue
-        from concurrent.futures import Future
 
         fut: Future = Future()
         try:
@@ -45,9 +46,6 @@ class GroupCommitter:
         return res
 
     def _run(self) -> None:
-        import queue
-        import time
-
         while True:
             group = [self._q.get()]
             n = len(group[0][0])

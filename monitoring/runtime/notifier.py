@@ -22,6 +22,9 @@ import threading
 import time
 from typing import Any, Callable, Mapping, Protocol
 
+import httpx
+from opentelemetry._logs import NoOpLogger, SeverityNumber
+from opentelemetry.trace import NoOpTracer
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitoring import names as N
@@ -82,8 +85,6 @@ class OtelSink(_Local):
         self.logger = logger
 
     def send(self, key: str, payload: Mapping[str, Any]) -> None:
-        from opentelemetry._logs import SeverityNumber
-
         a = payload.get("alert", {})
         status = str(payload.get("status"))
         attrs = {N.ATTR_ALERT_RULE: str(a.get("rule")), N.ATTR_ALERT_INSTANCE: str(a.get("instance") or ""),
@@ -109,8 +110,6 @@ class WebhookSink:
     kind = "webhook"
 
     def __init__(self, spec: WebhookSpec, client=None):
-        import httpx
-
         self.spec = spec
         self.max_attempts = spec.max_attempts
         self.lease = spec.timeout + 10.0
@@ -249,9 +248,6 @@ def build_sinks(webhooks: list[WebhookSpec], tracer=None, otel_logger=None) -> d
     ``webhook:<name>`` per configured webhook (name defaults to its position)."""
     out: dict[str, Sink] = {"log": LogSink()}
     if tracer is not None or otel_logger is not None:
-        from opentelemetry._logs import NoOpLogger
-        from opentelemetry.trace import NoOpTracer
-
         out["otel"] = OtelSink(tracer or NoOpTracer(), otel_logger or NoOpLogger("vigil"))
     for i, spec in enumerate(webhooks):
         out[f"webhook:{spec.name or i}"] = WebhookSink(spec)

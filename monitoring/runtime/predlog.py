@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from typing import Sequence
 
 import numpy as np
@@ -38,14 +41,10 @@ class PredictionLogger:
         rule = self.privacy.get(name, "keep")
         if rule == "keep":
             return v
-        import hashlib
 
         return hashlib.sha256(f"{self.salt}|{v}".encode()).hexdigest()[:16]
 
     def features(self, item: MonitorItem, i: int, numeric_row: list | None = None) -> str:
-        import json
-        import math
-
         out = {}
         row = numeric_row if numeric_row is not None else item.batch.numeric[i].tolist()
         for name, v in zip(self._num, row):

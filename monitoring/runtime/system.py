@@ -10,6 +10,8 @@ import logging
 import threading
 from dataclasses import dataclass
 
+import psutil
+
 from monitoring import names as N
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ class Gpus:
         self._nvml = None
         self._handles: list = []
         try:
-            import pynvml
+            import pynvml  # optional (GPU hosts only): a missing or broken NVML means no GPU figures
 
             pynvml.nvmlInit()
             n = pynvml.nvmlDeviceGetCount()
@@ -59,8 +61,6 @@ class SystemSampler:
     """Samples process/host/GPU figures into :class:`~monitoring.metrics.Metrics` gauges."""
 
     def __init__(self, metrics, interval: float = 5.0, on_sample=None):
-        import psutil
-
         if interval <= 0:
             raise ValueError(f"interval must be > 0; got {interval}")
         self._metrics = metrics
