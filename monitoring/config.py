@@ -9,6 +9,7 @@ the OpenTelemetry SDK itself, not here.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
@@ -160,6 +161,13 @@ def _line_map(text: str) -> dict[tuple, int]:
 _LINES: dict[str, dict[tuple, int]] = {}
 
 
+def _did_you_mean(name: str, choices) -> str:
+    """'; did you mean X?' for a near miss, else the allowed names (one line either way)."""
+    bare = {c.removeprefix(ENV_PREFIX).lower(): c for c in choices}  # the shared prefix is no evidence
+    close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX).lower(), list(bare), n=1, cutoff=0.75)
+    return f"; did you mean {bare[close[0]]}?" if close else f"; allowed: {', '.join(choices)}"
+
+
 def _read_file(path: str | os.PathLike[str], fields: tuple[str, ...] = FIELDS) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -169,7 +177,10 @@ def _read_file(path: str | os.PathLike[str], fields: tuple[str, ...] = FIELDS) -
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path}{where} is not valid YAML: {why}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -178,7 +189,7 @@ def _read_file(path: str | os.PathLike[str], fields: tuple[str, ...] = FIELDS) -
     if unknown:
         where = _LINES[str(path)].get((unknown[0],))
         raise ConfigError(f"config file {path}{f', line {where}' if where else ''}: unknown key(s) "
-                          f"{', '.join(map(str, unknown))}; allowed: {', '.join(fields)}")
+                          f"{', '.join(map(str, unknown))}{_did_you_mean(str(unknown[0]), fields)}")
     return data
 
 
@@ -194,7 +205,7 @@ def _read_env(environ: Mapping[str, str], variables: Mapping[str, str] = ENV_VAR
         if not key.startswith(ENV_PREFIX) or key == ENV_CONFIG or key.startswith(_ENV_IGNORED_PREFIXES):
             continue
         if key not in known:
-            raise ConfigError(f"unknown environment variable {key}; allowed: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown environment variable {key}{_did_you_mean(key, sorted(known))}")
         if known[key] in _JSON_SETTINGS:  # mappings and lists: JSON in the environment
             try:
                 value = json.loads(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Optional
@@ -79,7 +80,8 @@ def serve(
     workers: Optional[int] = typer.Option(None, help="Worker processes (default: VIGIL_WORKERS, else 1)."),
 ) -> None:
     """Serve a registered model (``bentoml serve service:MonitoredModel``)."""
-    from monitoring.config import ConfigError
+    from models.registry import RegistrationError, read_schema
+    from monitoring.config import ENV_CONFIG, ConfigError
     from service.settings import load_server_settings
 
     env = dict(os.environ)
@@ -87,19 +89,35 @@ def serve(
         env["VIGIL_MODEL"] = tag
     if workers is not None:
         env["VIGIL_WORKERS"] = str(workers)
+    if env.get(ENV_CONFIG):  # the server runs in the project root: a relative path must not change meaning
+        env[ENV_CONFIG] = str(Path(env[ENV_CONFIG]).resolve())
     try:
         settings = load_server_settings(environ=env)
-        from models.registry import RegistrationError, read_schema
-
         schema = read_schema(settings.model)
         _check_rules(settings, schema)
     except (ConfigError, RegistrationError, ValueError) as exc:
         _fail(str(exc))
+    busy = _port_in_use(host, port)
+    if busy:
+        _fail(f"cannot listen on {host}:{port}: {busy} (choose another with --port)")
     env.setdefault("BENTOML_DO_NOT_TRACK", "True")
     root = Path(__file__).resolve().parent.parent
     cmd = [sys.executable, "-m", "bentoml", "serve", "service:MonitoredModel", "--host", host, "--port", str(port),
            "--working-dir", str(root)]
     os.execvpe(cmd[0], cmd, env)
+
+
+def _port_in_use(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be bound now (None: it can). Checked before BentoML starts,
+    whose own failure is a traceback from deep inside its supervisor."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 alerts_app = typer.Typer(no_args_is_help=True, help="Alerts: list, silence, acknowledge, re-baseline, export.")
