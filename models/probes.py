@@ -6,8 +6,10 @@ magnitude it answers finitely, whether it takes missing numeric values, which
 categorical features it takes unseen categories for, and whether ``predict`` is the
 argmax of ``predict_proba`` (so serving may call the model once).
 
-Every probe calls the model on a few reference rows, altered, in the representation
-serving uses (:mod:`models.frames`). A probe the model answers with an exception or a non-finite number counts as "not
+Every probe calls the model on a few reference rows in the representation serving uses
+(:mod:`models.frames`): numeric features as float64, whatever the column's dtype in the
+file, so an ``int64`` or ``bool`` column never has to hold a probe value such as 1e39.
+A probe the model answers with an exception or a non-finite number counts as "not
 taken"; only the first call (can the model predict on the reference rows at all?) turns
 a failure into a :class:`RegistrationError`.
 """
@@ -60,7 +62,7 @@ def probe_capabilities(model: Any, schema: ModelSchema, sample: pd.DataFrame) ->
     Raises :class:`RegistrationError` when the model cannot predict on the rows unaltered.
     """
     call = model.predict if hasattr(model, "predict") else model
-    rows = sample.head(PROBE_ROWS).reset_index(drop=True)
+    rows = as_served(sample.head(PROBE_ROWS).reset_index(drop=True), schema)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -75,6 +77,12 @@ def probe_capabilities(model: Any, schema: ModelSchema, sample: pd.DataFrame) ->
         accepts_nan = _answers(call, _with_numeric(rows, schema, np.nan), schema)
     unseen = frozenset(f.name for f in schema.categorical if _takes_unseen(call, rows, schema, f))
     return Capabilities(float_dtype, max_abs, accepts_nan, unseen, _predicts_argmax(model, call, schema, sample))
+
+
+def as_served(frame: pd.DataFrame, schema: ModelSchema) -> pd.DataFrame:
+    """A copy with every numeric feature as float64 (what serving hands the model), so
+    probe values of any magnitude fit whatever the column's dtype in the file."""
+    return frame.astype({f.name: np.float64 for f in schema.numeric})
 
 
 def _with_numeric(rows: pd.DataFrame, schema: ModelSchema, value: float) -> pd.DataFrame:
