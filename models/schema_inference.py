@@ -9,7 +9,9 @@ classes and the input format. Per-column inference is
 chunks' answers, so memory stays bounded by the chunk size and the reservoir sample.
 
 A column whose numeric dtype differs between chunks gets the wider one (``int`` and
-``float`` give ``float``). Errors are :class:`RegistrationError` with one line.
+``float`` give ``float``). A text column with about one distinct value per row (an id, a
+date) is kept as categorical, with a warning. Errors are :class:`RegistrationError` with
+one line.
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from monitoring.schema import CATEGORICAL, NUMERIC, FeatureSpec, ModelSchema, infer_feature_specs
+from monitoring.schema import CATEGORICAL, MAX_CATEGORIES, NUMERIC, FeatureSpec, ModelSchema, infer_feature_specs
 
 from .data import Reservoir, iter_frames
 from .errors import RegistrationError
 from .frames import plain
+
+#: A text column with at least this many distinct values, and about one per row, is
+#: probably an id or a timestamp rather than a category: registration warns.
+ID_LIKE_MIN_DISTINCT = 50
+ID_LIKE_DISTINCT_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ def scan_reference(model: Any, reference: str | Path, target: str, *, task: str 
     if sample[target].isna().any():
         raise RegistrationError(f"{reference}: target column {target!r} has missing values")
     features = [specs[n] for n in feature_names]
+    notes.extend(id_like_notes(features, reservoir.seen))
     schema = _assemble(model, features, sample[target], task or infer_task(model, sample[target]))
     return ReferenceScan(schema, sample, reservoir.seen, tuple(notes))
 
@@ -128,3 +136,20 @@ def infer_task(model: Any, y: pd.Series) -> str:
     if not pd.api.types.is_numeric_dtype(y.dtype) or pd.api.types.is_bool_dtype(y.dtype):
         return "classification"
     return "regression"
+
+
+def id_like_notes(features: Sequence[FeatureSpec], n_rows: int) -> list[str]:
+    """Warnings for text columns with about one distinct value per row (ids, dates): as
+    categories they tell the monitors little, and most live values will be unseen."""
+    notes = []
+    for f in features:
+        if f.kind != CATEGORICAL or f.dtype != "str" or not (f.categories or f.accepts_unseen):
+            continue  # not text, or never present
+        distinct = len(f.categories) if f.categories else None  # None: too many to list
+        if distinct is not None and (distinct < ID_LIKE_MIN_DISTINCT or distinct < ID_LIKE_DISTINCT_SHARE * n_rows):
+            continue
+        shown = f"{distinct:,}" if distinct is not None else f"more than {MAX_CATEGORIES:,}"
+        notes.append(f"column {f.name!r} looks like an id or a date ({shown} distinct values in {n_rows:,} rows): "
+                     "it is registered as categorical, so most live values will be unseen categories; "
+                     "consider deriving features from it instead")
+    return notes

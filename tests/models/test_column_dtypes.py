@@ -7,7 +7,10 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
 from typer.testing import CliRunner
 
 from models.registry import load, register
@@ -101,3 +104,23 @@ def test_a_bool_column_registers_as_a_boolean_category_and_serves_json_booleans(
     assert (m.adapter.predict(batch).labels == model.predict(rows)).all()
     with pytest.raises(ValidationFailed, match="expected boolean category, got integer"):
         Validator(m.schema, max_rows=1).validate([{"member": 1, "visits": 3}])
+
+
+def test_a_date_string_column_registers_as_categorical_with_an_id_like_warning(bentoml_home, tmp_path):
+    rng = np.random.default_rng(4)
+    n = 300
+    frame = pd.DataFrame({"day": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+                          "channel": rng.choice(["web", "shop"], size=n), "amount": rng.normal(50, 10, size=n)})
+    frame["label"] = (frame["amount"] > 50).astype(int)
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    encode = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), ["day", "channel"])],
+                               remainder="passthrough")
+    model = make_pipeline(encode, RandomForestClassifier(n_estimators=10, random_state=0))
+    model.fit(frame[["day", "channel", "amount"]], frame["label"])
+    r = register(None, tmp_path / "train.csv", "label", model=model, name="forest-dates")
+    spec = {f.name: f for f in load(r.tag).schema.features}
+    assert (spec["day"].kind, spec["day"].dtype, len(spec["day"].categories)) == ("categorical", "str", 300)
+    assert spec["day"].accepts_unseen  # the encoder ignores unknown days
+    id_like = [w for w in r.warnings if "looks like an id or a date" in w]
+    assert len(id_like) == 1 and "'day'" in id_like[0] and "300 distinct values in 300 rows" in id_like[0]
+    assert not [w for w in r.warnings if "'channel'" in w]  # two categories in 300 rows is a category
