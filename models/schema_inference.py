@@ -8,10 +8,14 @@ classes and the input format. Per-column inference is
 :func:`monitoring.schema.infer_feature_specs`, run chunk by chunk; this module merges the
 chunks' answers, so memory stays bounded by the chunk size and the reservoir sample.
 
-A column whose numeric dtype differs between chunks gets the wider one (``int`` and
-``float`` give ``float``). A text column with about one distinct value per row (an id, a
-date) is kept as categorical, with a warning. Errors are :class:`RegistrationError` with
-one line.
+Chunks are merged so that the result does not depend on the chunking: a column whose
+dtype differs between chunks gets the wider one (``int`` and ``float`` give ``float``;
+categories of different types give text); a column that is entirely missing in one chunk
+(which reads as numeric NaN there) takes the kind the other chunks show; a categorical
+feature with more than :data:`~monitoring.schema.MAX_CATEGORIES` distinct values over all
+chunks keeps no category list and takes unseen values, as in one chunk. A text column
+with about one distinct value per row (an id, a date) is kept as categorical, with a
+warning. Errors are :class:`RegistrationError` with one line.
 """
 
 from __future__ import annotations
@@ -114,18 +118,35 @@ def _assemble(model: Any, features: list[FeatureSpec], y: pd.Series, task: str) 
 
 
 def merge_spec(a: FeatureSpec, b: FeatureSpec) -> FeatureSpec:
-    """One feature's specs from two chunks of the same data -> the spec of both."""
+    """One feature's specs from two chunks of the same data -> the spec of both.
+
+    Before probing, ``accepts_unseen`` marks only a feature with too many categories to
+    list; once a chunk says so, the merged spec lists none either.
+    """
     if a.kind != b.kind:
-        raise RegistrationError(f"column {a.name!r} holds numbers in some rows and text in others; "
-                                "clean it or pass it as categorical")
+        a, b = _align_kinds(a, b)
     if a.kind == NUMERIC:
         lo = [v for v in (a.minimum, b.minimum) if v is not None]
         hi = [v for v in (a.maximum, b.maximum) if v is not None]
         return replace(a, nullable=a.nullable or b.nullable, dtype="float" if "float" in (a.dtype, b.dtype) else "int",
                        minimum=min(lo) if lo else None, maximum=max(hi) if hi else None)
-    cats = sorted(set(a.categories) | set(b.categories), key=lambda c: (type(c).__name__, c))
-    return replace(a, nullable=a.nullable or b.nullable, categories=tuple(cats),
-                   accepts_unseen=a.accepts_unseen or b.accepts_unseen)
+    if a.dtype != b.dtype:
+        a, b = replace(a, dtype="str"), replace(b, dtype="str")
+    cats = sorted({str(c) if a.dtype == "str" else c for c in a.categories + b.categories},
+                  key=lambda c: (type(c).__name__, c))
+    too_many = len(cats) > MAX_CATEGORIES or a.accepts_unseen or b.accepts_unseen
+    return replace(a, nullable=a.nullable or b.nullable, categories=() if too_many else tuple(cats),
+                   accepts_unseen=too_many)
+
+
+def _align_kinds(a: FeatureSpec, b: FeatureSpec) -> tuple[FeatureSpec, FeatureSpec]:
+    """A chunk where the column is entirely missing reads as numeric (all NaN): it takes
+    the other chunk's kind. Numbers in some chunks and text in others is an error."""
+    for empty, other in ((a, b), (b, a)):
+        if empty.kind == NUMERIC and empty.minimum is None:
+            return other, replace(other, nullable=True, categories=())
+    raise RegistrationError(f"column {a.name!r} holds numbers in some rows and text in others; "
+                            "clean it or pass it as categorical")
 
 
 def infer_task(model: Any, y: pd.Series) -> str:
