@@ -18,12 +18,9 @@ import pandas as pd
 from monitoring.intake.validation import MISSING_CODE, UNSEEN_CODE, ValidatedBatch
 from monitoring.schema import NUMERIC, ModelSchema
 
-from .adapters import ModelAdapter, Prediction
+from .adapters import ModelAdapter, Prediction, plain
 
-
-def plain(v: Any) -> Any:
-    """numpy scalar -> Python scalar (labels and categories compare as JSON carries them)."""
-    return v.item() if isinstance(v, np.generic) else v
+__all__ = ["frame_to_batch", "frame_to_columns", "frame_to_model_input", "object_values", "plain", "predict_frame"]
 
 
 def object_values(col: pd.Series) -> np.ndarray:
