@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from monitoring.schema import ModelSchema
 from monitoring.intake.validation import ValidatedBatch
@@ -64,8 +65,6 @@ class ModelAdapter:
     def model_input(self, batch: ValidatedBatch) -> Any:
         if self.schema.input_format == "array":
             return batch.numeric
-        import pandas as pd
-
         cols: dict[str, Any] = {}
         j = 0
         for f in self.schema.features:
@@ -92,12 +91,12 @@ class ModelAdapter:
                              f"predictions for {batch.n_rows} rows")
         codes = None
         if self.schema.task == "classification":
-            codes = np.fromiter((self._class_index.get(_plain(v), -1) for v in labels), dtype=np.int32,
+            codes = np.fromiter((self._class_index.get(plain(v), -1) for v in labels), dtype=np.int32,
                                 count=labels.shape[0])
         return Prediction(labels, proba, codes)
 
 
-def _plain(v: Any) -> Any:
+def plain(v: Any) -> Any:
     """numpy scalar -> Python scalar, so labels match the JSON-friendly schema classes."""
     return v.item() if isinstance(v, np.generic) else v
 
@@ -105,4 +104,4 @@ def _plain(v: Any) -> Any:
 def jsonable_labels(labels: np.ndarray) -> list[Any]:
     if labels.dtype.kind in "fiub":
         return labels.tolist()
-    return [_plain(v) for v in labels]
+    return [plain(v) for v in labels]

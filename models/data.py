@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 
 CHUNK_ROWS = 50_000
 
@@ -14,18 +16,16 @@ class DataError(ValueError):
     """A data file cannot be read or lacks what is needed; the message says which."""
 
 
-def iter_frames(path: str | Path, chunk_rows: int = CHUNK_ROWS) -> Iterator["pd.DataFrame"]:  # noqa: F821
-    """Yield DataFrames of at most ``chunk_rows`` rows; memory stays bounded."""
-    import pandas as pd
-
+def iter_frames(path: str | Path, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """Yield DataFrames of at most ``chunk_rows`` rows (default :data:`CHUNK_ROWS`, read at
+    call time); memory stays bounded."""
+    chunk_rows = chunk_rows or CHUNK_ROWS
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such file")
     suffix = p.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
             for batch in pq.ParquetFile(p).iter_batches(batch_size=chunk_rows):
                 yield batch.to_pandas()
         elif suffix in (".csv", ".txt", ".gz"):
@@ -54,9 +54,7 @@ class Reservoir:
         self._keys = np.zeros(0)
         self.seen = 0
 
-    def add(self, frame) -> None:
-        import pandas as pd
-
+    def add(self, frame: pd.DataFrame) -> None:
         keys = self._rng.random(len(frame))
         self.seen += len(frame)
         frame = frame.reset_index(drop=True)
@@ -70,5 +68,5 @@ class Reservoir:
         self._frame, self._keys = allf, allk
 
     @property
-    def frame(self):
+    def frame(self) -> pd.DataFrame | None:
         return self._frame

@@ -12,6 +12,8 @@ import re
 import tempfile
 from pathlib import Path
 
+import bentoml
+
 from .registry import Registered, register
 
 CLASSIFIER = "vigil-demo-classifier"
@@ -25,6 +27,8 @@ def _snake(name: str) -> str:
 
 def demo_frames(kind: str, seed: int = 0):
     """(train, validation) DataFrames with snake_case feature names and a ``target``."""
+    # scikit-learn is imported here, not at the top: it takes 1.5 s, and `vigil demo
+    # --if-missing` with both demo models present must not pay it.
     from sklearn.datasets import load_breast_cancer, load_diabetes
     from sklearn.model_selection import train_test_split
 
@@ -36,6 +40,7 @@ def demo_frames(kind: str, seed: int = 0):
 
 
 def demo_model(kind: str):
+    # imported here for start-up time, as in demo_frames
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -57,8 +62,6 @@ def register_demo(kind: str, seed: int = 0) -> Registered:
 
 
 def demo_registered() -> bool:
-    import bentoml
-
     try:
         bentoml.models.get(f"{CLASSIFIER}:latest")
         bentoml.models.get(f"{REGRESSOR}:latest")

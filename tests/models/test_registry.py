@@ -1,11 +1,9 @@
 import json
 
-import joblib
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from models.registry import RegistrationError, load, register
+from models.registry import load, register
 from service.cli import app
 
 
@@ -96,22 +94,23 @@ def test_cli_errors_are_one_clear_line(tmp_path, model_files, case, message):
 
 
 def test_register_handles_data_in_chunks(tmp_path, model_files, monkeypatch):
-    import models.registry as registry_mod
+    import models.data
 
-    calls = []
-    real = registry_mod.iter_frames
+    chunks = []
+    real_add = models.data.Reservoir.add
 
-    def small_chunks(path, chunk_rows=50):
-        calls.append(path)
-        return real(path, chunk_rows=50)
+    def counting_add(self, frame):
+        chunks.append(len(frame))
+        return real_add(self, frame)
 
-    monkeypatch.setattr(registry_mod, "iter_frames", small_chunks)
+    monkeypatch.setattr(models.data, "CHUNK_ROWS", 50)
+    monkeypatch.setattr(models.data.Reservoir, "add", counting_add)
     r = register(model_files["tree"], model_files["bc_train"], "target", validation=model_files["bc_valid"],
                  name="chunked", sample_rows=100)
     m = load(r.tag)
     assert m.profile.rows == 341  # every row counted across 7 chunks
     assert len(json.loads((m.path / "vigil.json").read_text())["schema"]["features"]) == 30
-    assert len(calls) >= 2
+    assert max(chunks) == 50 and sum(chunks) == 341 + 228  # reference, then validation, 50 rows at a time
 
 
 def test_registration_probes_the_largest_magnitude_the_model_takes(demo_tags):
