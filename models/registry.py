@@ -10,7 +10,7 @@ Registration is four steps, one module each, run in this order by :func:`registe
 3. :mod:`models.profiling` reads the reference data a second time into the profile;
 4. :mod:`models.baseline` measures performance on the validation data;
 
-and :mod:`models.store` writes the result (its docstring lists the stored files) and
+and :mod:`models.artifacts` writes the result (its docstring lists the stored files) and
 reads it back. This module is the public face: ``register``, ``load``, ``read_schema``,
 ``load_validation``, ``Registered``, ``LoadedModel`` and the errors are imported from here.
 
@@ -40,7 +40,7 @@ from .frames import frame_to_columns, frame_to_model_input
 from .probes import UNSEEN_PROBE, probe_capabilities
 from .profiling import build_profile
 from .schema_inference import scan_reference
-from .store import ARTIFACT_VERSION, LoadedModel, load, load_validation, read_schema, save_model
+from .artifacts import ARTIFACT_VERSION, LoadedModel, load, load_validation, read_schema, save_model
 
 __all__ = ["ARTIFACT_VERSION", "SAMPLE_ROWS", "UNSEEN_PROBE", "DataError", "LoadedModel", "Registered",
            "RegistrationError", "frame_to_columns", "frame_to_model_input", "load", "load_validation",
