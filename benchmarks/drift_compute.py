@@ -104,7 +104,7 @@ def maxrss() -> int:
 
 def build_reference(ref_df, detector: bool = False):
     """What the registry does (minus the model's predictions): schema, columns, edges, profile."""
-    from models.registry import frame_to_columns
+    from models.frames import frame_to_columns
     from monitoring.stats.multivariate import PcaDetector
     from monitoring.stats.profile import Profile, edges_from_sample
     from monitoring.schema import ModelSchema, infer_feature_specs
@@ -168,7 +168,7 @@ def worker(args) -> dict:
 
     import monitoring.stats.drift  # noqa: F401
     if args.worker == "vigil":
-        from models.registry import frame_to_columns
+        from models.frames import frame_to_columns
         from monitoring.stats.evaluate import DriftConfig, WindowEvaluator
 
         ref_df = data.to_frame(ref_num, ref_codes)
@@ -505,7 +505,7 @@ def verdicts(args, evid_py: str | None) -> dict:
     names = data.numeric_names() + data.categorical_names(cats)
     truth = set(data.drifted_truth(cats))
     log(f"\n== verdicts at {n:,} rows (+{cats} categorical), alpha={alpha}, {args.seeds} seeds: vigil vs scipy ==")
-    from models.registry import frame_to_columns
+    from models.frames import frame_to_columns
 
     rows = {name: {"vigil": 0, "vigil_p": 0, "scipy": 0, "agree": 0, "agree_p": 0} for name in names}
     mismatches, p_only, per_seed = [], [], {}

@@ -11,7 +11,7 @@ from scipy import stats as ss
 
 from monitoring.stats import drift as D
 from monitoring.stats.evaluate import DriftConfig, WindowEvaluator, default_method
-from models.registry import frame_to_columns
+from models.frames import frame_to_columns
 from monitoring.stats.multivariate import PcaDetector
 from monitoring.stats.profile import Profile, edges_from_sample
 from monitoring.schema import ModelSchema, infer_feature_specs

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from models.registry import frame_to_columns
+from models.frames import frame_to_columns
 from monitoring.stats.evaluate import DriftConfig, WindowEvaluator
 from monitoring.runtime.queue import MonitorItem
 from monitoring.store import Store

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.registry import frame_to_columns
+from models.frames import frame_to_columns
 from monitoring.stats.multivariate import PcaDetector
 from monitoring.stats.profile import Profile, edges_from_sample
 from monitoring.schema import ModelSchema, infer_feature_specs
