@@ -32,7 +32,6 @@ Exception tree::
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from monitoring.runtime.performance import PerformanceTracker, Schedule, Scorer
 from monitoring.runtime.predlog import PredictionLogger
 from monitoring.runtime.queue import MonitorItem, MonitorQueue
 from monitoring.runtime.system import SystemSampler
+from monitoring.runtime import views
 from monitoring.runtime.windows import ClosedWindow, WindowConfig, WindowManager, worker_id
 from monitoring.schema import ModelSchema
 from monitoring.stats.evaluate import DriftConfig, WindowEvaluator
@@ -242,63 +242,19 @@ class ModelMonitor:
         log.info("adopted window %d of %s as the drift reference (version %d, %d rows)", wid, self.tag,
                  version, ref.rows)
 
-    # -- views ------------------------------------------------------------------------------------
+    # -- views (built in monitoring.runtime.views) ------------------------------------------
     def status(self) -> dict[str, Any]:
         """This worker's view of the monitor: queue, windows, alerts (store-backed parts
         degrade to an ``unavailable`` note instead of failing)."""
-        q = self.queue.stats()
-        w = self.windows.state()
-        try:
-            last = self.store.windows(self.tag, limit=1)
-            counted = self.store.counter(f"rows:{self.tag}")
-            store = "ok"
-        except StoreUnavailable as exc:
-            last, counted, store = [], None, f"unavailable ({type(exc).__name__})"
-        s = self.settings
-        return {
-            "model": self.tag, "worker_pid": os.getpid(), "task": self.schema.task,
-            "features": len(self.schema.features), "in_sample_baseline": self.model.in_sample,
-            "baseline": dict(self.model.baseline), "reference_rows": self.model.reference_rows,
-            "monitor_queue": {"capacity": q.capacity, "depth": q.depth, "enqueued_rows": q.enqueued_rows,
-                              "dropped_rows": q.dropped_rows, "processed_rows": q.processed_rows,
-                              "consumer_errors": q.errors, "running": q.running},
-            "windows": {"window_rows": s.window_rows, "window_seconds": s.window_seconds,
-                        "rows_counted": counted, "store": store,
-                        "open_in_this_worker": list(w.open_windows), "pending_rows": w.pending_rows,
-                        "buffer_dropped_rows": w.buffered_dropped_rows, "store_errors": w.store_errors,
-                        "store_error": w.last_error, "evaluated_by_this_worker": w.evaluated,
-                        "last_closed": _window_summary(last[0]) if last else None},
-            "alerts": self._alert_summary(),
-            "drift_methods": self.evaluator.methods,
-            "gpu": self.system.gpus.available,
-        }
-
-    def _alert_summary(self) -> dict[str, Any]:
-        try:
-            firing = [f"{a.rule}[{a.instance}]" if a.instance else a.rule
-                      for a in self.store.alerts(self.tag) if a.state.state == "firing"]
-            outbox = self.store.outbox_counts(self.tag)
-        except StoreUnavailable as exc:
-            return {"store": f"unavailable ({type(exc).__name__})"}
-        n = self.notifier
-        return {"rules": len(self.alert_engine.rules), "firing": firing, "outbox": outbox,
-                "delivered_by_this_worker": n.delivered, "retries_by_this_worker": n.retries,
-                "failed_by_this_worker": n.failed, "evaluation_errors": self.alert_engine.errors}
+        return views.status(self)
 
     def drift(self, limit: int) -> dict[str, Any]:
         """The last ``limit`` evaluated windows, newest first."""
-        records = self.store.windows(self.tag, limit=limit)
-        s = self.settings
-        return {"model": self.tag, "reference_rows": self.model.profile.rows, "window_rows": s.window_rows,
-                "alpha": s.drift_alpha, "effect_floor": s.drift_effect_floor,
-                "windows": [{**(r.report or {}), "evaluated_at": r.evaluated_at} for r in records]}
+        return views.drift(self, limit)
 
     def performance(self, limit: int) -> dict[str, Any]:
         """Realized and estimated performance of the last ``limit`` scored windows."""
-        return {"model": self.tag, "task": self.schema.task, "in_sample_baseline": self.model.in_sample,
-                "baseline": self.baseline.values, "window_rows": self.settings.window_rows,
-                "outcomes": self.store.outcome_counts(self.tag),
-                "windows": self.store.performance_windows(self.tag, limit)}
+        return views.performance(self, limit)
 
     def alerts(self, limit: int) -> dict[str, Any]:
         """Rules, alert states, silences and the last ``limit`` transitions."""
@@ -381,10 +337,3 @@ def recalibrated(detector: PcaDetector | None, errors) -> PcaDetector | None:
         return detector
     return PcaDetector(detector.mean, detector.scale, detector.components, float(errors.mean),
                        float(max(errors.variance, 1e-12)), int(errors.n), detector.error_edges)
-
-
-def _window_summary(r) -> dict[str, Any]:
-    rep = r.report or {}
-    return {"window_id": r.window_id, "rows": r.rows, "rows_expected": r.rows_expected,
-            "too_small": rep.get("too_small"), "drifted": rep.get("drifted", []),
-            "share_drifted": rep.get("share_drifted"), "evaluated_at": r.evaluated_at}
