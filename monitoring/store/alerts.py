@@ -15,95 +15,13 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, String, Table, Text, and_, delete,
-                        func, insert, or_, select, update)
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from monitoring.alerts import AlertState
 
-# Tables live on the store's metadata (imported by store.py, which creates them).
-from monitoring.store.tables import metadata
-
-alerts = Table(
-    "vigil_alerts", metadata,
-    Column("model", String(300), primary_key=True),
-    Column("rule", String(100), primary_key=True),
-    Column("instance", String(300), primary_key=True),   # feature/class/metric, "" for one-value series
-    Column("state", String(10), nullable=False),
-    Column("bad", Integer, nullable=False),
-    Column("good", Integer, nullable=False),
-    Column("pending_since", Float),
-    Column("fired_at", Float),
-    Column("resolved_at", Float),
-    Column("last_window", BigInteger, nullable=False),
-    Column("seq", Integer, nullable=False),
-    Column("value", Float),
-    Column("severity", String(10), nullable=False),
-    Column("changed_at", Float, nullable=False),
-    Column("notified_state", String(10)),                # last state announced (firing/resolved)
-    Column("notified_at", Float),
-    Column("repeats", Integer, nullable=False, default=0),
-    Column("acked_at", Float),
-    Column("acked_by", String(200)),
-    Column("evidence", Text),                            # JSON of the last transition's evidence
-    Column("data", Text),                                # JSON: per-rule memory (e.g. latency baseline windows)
-)
-
-alert_events = Table(
-    "vigil_alert_events", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("model", String(300), nullable=False),
-    Column("rule", String(100), nullable=False),
-    Column("instance", String(300), nullable=False),
-    Column("seq", Integer, nullable=False),
-    Column("state", String(20), nullable=False),         # firing | resolved | repeat | acknowledged
-    Column("at", Float, nullable=False),
-    Column("window_id", BigInteger),
-    Column("notified", Boolean, nullable=False),
-    Column("payload", Text, nullable=False),
-)
-Index("ix_vigil_alert_events_model", alert_events.c.model, alert_events.c.id)
-
-outbox = Table(
-    "vigil_outbox", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("model", String(300), nullable=False),
-    Column("key", String(700), nullable=False, unique=True),  # idempotency key: transition + sink
-    Column("sink", String(100), nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("payload", Text, nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("next_at", Float, nullable=False),
-    Column("lease_until", Float),
-    Column("claimed_by", String(200)),
-    Column("delivered_at", Float),
-    Column("failed", Boolean, nullable=False, default=False),
-    Column("last_error", Text),
-)
-Index("ix_vigil_outbox_due", outbox.c.model, outbox.c.delivered_at, outbox.c.failed, outbox.c.next_at)
-
-silences = Table(
-    "vigil_silences", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("model", String(300), nullable=False),
-    Column("rule", String(100), nullable=False),          # "*" silences every rule
-    Column("instance", String(300)),                      # None: every instance
-    Column("created_at", Float, nullable=False),
-    Column("until", Float, nullable=False),
-    Column("reason", Text),
-    Column("created_by", String(200)),
-)
-
-references = Table(
-    "vigil_references", metadata,
-    Column("model", String(300), primary_key=True),
-    Column("version", Integer, primary_key=True),
-    Column("window_id", BigInteger, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("created_by", String(200)),
-    Column("sketch", Text, nullable=False),
-)
+from monitoring.store.tables import alert_events, alerts, outbox, outcomes, predictions, references, silences
 
 
 @dataclass(frozen=True)
@@ -309,8 +227,7 @@ class _AlertStore:
 
     # -- evidence: trace ids of requests from a window --------------------------------
     def window_traces(self, c: Connection, model: str, window_id: int, n: int) -> list[str]:
-        from monitoring.store import predictions as P
-
+        P = predictions
         rows = c.execute(select(P.c.trace_id).where(and_(P.c.model == model, P.c.window_id == window_id,
                                                          P.c.trace_id.is_not(None)))
                          .order_by(P.c.seq).limit(50 * n)).all()
@@ -319,9 +236,7 @@ class _AlertStore:
     def wrong_prediction_traces(self, c: Connection, model: str, window_id: int, n: int) -> list[str]:
         """Traces of the window's labelled predictions that were most wrong (misclassified;
         largest absolute error for regressors)."""
-        from monitoring.store import outcomes as O
-        from monitoring.store import predictions as P
-
+        P, O = predictions, outcomes
         rows = c.execute(select(P.c.trace_id, P.c.class_code, P.c.value, O.c.class_code, O.c.value)
                          .select_from(P.join(O, and_(O.c.model == P.c.model, O.c.request_id == P.c.request_id,
                                                      O.c.row_index == P.c.row_index)))
@@ -341,8 +256,7 @@ class _AlertStore:
                                ref: tuple[float, float], n: int) -> list[str]:
         """Traces of logged rows whose value of ``feature`` is furthest from the reference
         mean (in reference standard deviations): the rows a drift alert is about."""
-        from monitoring.store import predictions as P
-
+        P = predictions
         mean, sd = ref
         rows = c.execute(select(P.c.trace_id, P.c.features).where(and_(
             P.c.model == model, P.c.window_id == window_id, P.c.features.is_not(None),

@@ -20,115 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, String, Table,
-                        Text, and_, create_engine, delete, event, func, insert, select, update)
+from sqlalchemy import and_, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-SCHEMA_VERSION = 2
 #: Evaluated windows keep their merged sketch (for re-baselining) this many windows back.
 KEEP_SKETCHES = 200
 
 from monitoring.intake.outcomes import OutcomeIn  # noqa: E402
-from monitoring.store.tables import metadata  # noqa: E402
-from monitoring.store.alerts import _AlertStore  # noqa: E402  (declares the alert tables on the same metadata)
-
-schema_version = Table("vigil_schema_version", metadata, Column("version", Integer, primary_key=True))
-
-counters = Table(
-    "vigil_counters", metadata,
-    Column("name", String(300), primary_key=True),
-    Column("value", BigInteger, nullable=False),
-)
-
-window_partials = Table(
-    "vigil_window_partials", metadata,
-    Column("model", String(300), primary_key=True),
-    Column("window_id", BigInteger, primary_key=True),
-    Column("worker", String(200), primary_key=True),
-    Column("rows", BigInteger, nullable=False),
-    Column("first_at", Float, nullable=False),
-    Column("last_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    Column("sketch", Text, nullable=False),
-    Column("rejected", Text, nullable=False, default="{}"),
-)
-
-window_seals = Table(
-    "vigil_window_seals", metadata,
-    Column("model", String(300), primary_key=True),
-    Column("window_id", BigInteger, primary_key=True),
-    Column("rows_expected", BigInteger, nullable=False),
-    Column("sealed_at", Float, nullable=False),
-)
-
-window_results = Table(
-    "vigil_window_results", metadata,
-    Column("model", String(300), primary_key=True),
-    Column("window_id", BigInteger, primary_key=True),
-    Column("status", String(20), nullable=False),  # evaluating | done
-    Column("claimed_by", String(200), nullable=False),
-    Column("claimed_at", Float, nullable=False),
-    Column("rows", BigInteger),
-    Column("rows_expected", BigInteger),
-    Column("started_at", Float),
-    Column("ended_at", Float),
-    Column("evaluated_at", Float),
-    Column("report", Text),
-    Column("sketch", Text),  # the merged window profile (v2): what re-baselining adopts
-)
-
-
-predictions = Table(
-    "vigil_predictions", metadata,
-    Column("model", String(300), primary_key=True),
-    Column("request_id", String(64), primary_key=True),
-    Column("row_index", Integer, primary_key=True),
-    Column("seq", BigInteger, nullable=False),
-    Column("window_id", BigInteger, nullable=False),
-    Column("predicted_at", Float, nullable=False),
-    Column("client_request_id", String(256)),
-    Column("instance_id", String(256)),
-    Column("class_code", Integer),       # classifiers: index into the model's classes
-    Column("value", Float),              # regressors: the prediction
-    Column("proba", LargeBinary),        # classifiers: float32 probabilities
-    Column("trace_id", String(32)),
-    Column("features", Text),            # sampled (VIGIL_LOG_SAMPLE_RATE), privacy rules applied
-)
-Index("ix_vigil_predictions_window", predictions.c.model, predictions.c.window_id, predictions.c.seq)
-Index("ix_vigil_predictions_instance", predictions.c.model, predictions.c.instance_id)
-Index("ix_vigil_predictions_client", predictions.c.model, predictions.c.client_request_id, predictions.c.row_index)
-Index("ix_vigil_predictions_time", predictions.c.model, predictions.c.predicted_at)
-
-outcomes = Table(
-    "vigil_outcomes", metadata,
-    Column("model", String(300), primary_key=True),
-    Column("okey", String(600), primary_key=True),    # the key as posted: r:<id>:<i> | i:<id> | c:<id>:<i>
-    Column("class_code", Integer),
-    Column("value", Float),
-    Column("observed_at", Float, nullable=False),
-    Column("received_at", Float, nullable=False),
-    Column("request_id", String(64)),                 # the prediction it answers, once known
-    Column("row_index", Integer),
-    Column("window_id", BigInteger),                  # the prediction's window, once matched
-    Column("seq", BigInteger),                        # the prediction's row number, once matched
-    Column("matched_at", Float),                      # when it was joined (a window to re-score)
-    Column("matched", Boolean, nullable=False, default=False),
-    Column("expired", Boolean, nullable=False, default=False),
-)
-Index("ix_vigil_outcomes_window", outcomes.c.model, outcomes.c.window_id)
-Index("ix_vigil_outcomes_pred", outcomes.c.model, outcomes.c.request_id, outcomes.c.row_index)
-Index("ix_vigil_outcomes_pending", outcomes.c.model, outcomes.c.matched, outcomes.c.expired)
-
-performance = Table(
-    "vigil_performance", metadata,
-    Column("model", String(300), primary_key=True),
-    Column("window_id", BigInteger, primary_key=True),
-    Column("computed_at", Float, nullable=False),
-    Column("final", Boolean, nullable=False),
-    Column("labelled", BigInteger, nullable=False),
-    Column("result", Text, nullable=False),
-)
+from monitoring.store.errors import OutcomeConflict  # noqa: E402,F401
+from monitoring.store.tables import (SCHEMA_VERSION, counters, metadata, outcomes, performance,  # noqa: E402
+                                     predictions, schema_version, window_partials, window_results, window_seals)
+from monitoring.store.alerts import _AlertStore  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -176,15 +79,6 @@ class IngestResult:
     accepted: int
     duplicate: int
     pending: int
-
-
-class OutcomeConflict(ValueError):
-    """Some outcomes contradict ones already stored (or each other); nothing was written.
-    ``conflicts`` holds (position in the batch, message)."""
-
-    def __init__(self, conflicts: list[tuple[int, str]]):
-        self.conflicts = conflicts
-        super().__init__(f"{len(conflicts)} outcome(s) conflict with stored ones")
 
 
 _CHUNK = 400
