@@ -59,7 +59,8 @@ def score_window(store_url: str) -> dict[str, float]:
     import numpy as np
 
     from monitoring.stats.performance import Baseline, Cbpe, PerformanceConfig, window_performance
-    from monitoring.store import OutcomeIn, Store
+    from monitoring.intake.outcomes import OutcomeIn
+    from monitoring.store import Store
 
     s = Store(store_url)
     m = f"bench-{uuid.uuid4().hex[:8]}"
@@ -72,12 +73,12 @@ def score_window(store_url: str) -> dict[str, float]:
              "proba": np.array([1 - p1[i], p1[i]], np.float32).tobytes(), "trace_id": None, "features": None}
             for i in range(n)]
     t = time.perf_counter()
-    s.log_predictions(rows)
+    s.outcomes.log_predictions(rows)
     log_s = time.perf_counter() - t
     outs = [OutcomeIn(f"r:r{i // 100}:{i % 100}", int(rng.random() < p1[i]), None, 1001.0,
                       request_id=f"r{i // 100}", row_index=i % 100) for i in range(n)]
     t = time.perf_counter()
-    s.ingest_outcomes(m, outs, 1002.0)
+    s.outcomes.ingest(m, outs, 1002.0)
     ingest_s = time.perf_counter() - t
     yv = (rng.random(5000) < 0.5).astype(int)
     pv = rng.random(5000)
@@ -87,7 +88,7 @@ def score_window(store_url: str) -> dict[str, float]:
     best = {}
     for _ in range(3):
         t0 = time.perf_counter()
-        data = s.window_predictions(m, 0)
+        data = s.outcomes.window_predictions(m, 0)
         t1 = time.perf_counter()
         res = window_performance("classification", 0, data, base, None, PerformanceConfig(), 2, 2000.0, None)
         t2 = time.perf_counter()

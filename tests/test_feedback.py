@@ -12,7 +12,7 @@ import pytest
 
 from monitoring.intake.outcomes import FeedbackInvalid, parse_outcomes
 from monitoring.schema import FeatureSpec, ModelSchema
-from monitoring.store import OutcomeConflict, Store
+from monitoring.store import OutcomeConflict, Store, StoreUnavailable
 
 PG = os.environ.get("VIGIL_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
@@ -34,7 +34,7 @@ def model() -> str:
 
 
 def log(store, m, rid, n, window=0, t=NOW, instance_ids=None, client=None):
-    store.log_predictions([{
+    store.outcomes.log_predictions([{
         "model": m, "request_id": rid, "row_index": i, "seq": i, "window_id": window, "predicted_at": t,
         "client_request_id": client, "instance_id": None if instance_ids is None else instance_ids[i],
         "class_code": i % 2, "value": None, "proba": np.array([0.4, 0.6], np.float32).tobytes(),
@@ -104,37 +104,37 @@ def outs(rid, codes, **kw):
 def test_ingest_counts_and_resend_is_duplicate(store):
     m = model()
     log(store, m, "r1", 3)
-    res = store.ingest_outcomes(m, outs("r1", [1, 0, 1]) + outs("r2", [1]), NOW)
+    res = store.outcomes.ingest(m, outs("r1", [1, 0, 1]) + outs("r2", [1]), NOW)
     assert (res.accepted, res.duplicate, res.pending) == (4, 0, 1)
-    again = store.ingest_outcomes(m, outs("r1", [1, 0, 1]), NOW)
+    again = store.outcomes.ingest(m, outs("r1", [1, 0, 1]), NOW)
     assert (again.accepted, again.duplicate, again.pending) == (0, 3, 0)
-    assert store.outcome_counts(m) == {"matched": 3, "pending": 1, "expired": 0}
+    assert store.outcomes.counts(m) == {"matched": 3, "pending": 1, "expired": 0}
 
 
 def test_conflicting_batch_is_rejected_whole(store):
     m = model()
-    store.ingest_outcomes(m, outs("r1", [1]), NOW)
+    store.outcomes.ingest(m, outs("r1", [1]), NOW)
     batch = outs("r9", [0, 1]) + outs("r1", [0])  # the last contradicts the stored outcome
     with pytest.raises(OutcomeConflict) as e:
-        store.ingest_outcomes(m, batch, NOW)
+        store.outcomes.ingest(m, batch, NOW)
     assert [pos for pos, _ in e.value.conflicts] == [2]
-    assert store.outcome_counts(m) == {"matched": 0, "pending": 1, "expired": 0}  # nothing of the batch stored
+    assert store.outcomes.counts(m) == {"matched": 0, "pending": 1, "expired": 0}  # nothing of the batch stored
 
 
 def test_contradiction_inside_one_batch_is_a_conflict(store):
     m = model()
     with pytest.raises(OutcomeConflict):
-        store.ingest_outcomes(m, outs("r1", [1]) + outs("r1", [0]), NOW)
-    assert store.outcome_counts(m)["pending"] == 0
+        store.outcomes.ingest(m, outs("r1", [1]) + outs("r1", [0]), NOW)
+    assert store.outcomes.counts(m)["pending"] == 0
 
 
 def test_outcome_before_prediction_is_joined_when_it_arrives(store):
     m = model()
-    res = store.ingest_outcomes(m, outs("early", [1, 1]), NOW)
+    res = store.outcomes.ingest(m, outs("early", [1, 1]), NOW)
     assert res.pending == 2
     log(store, m, "early", 2, window=7)
-    assert store.match_pending(m, expire_before=0) == (2, 0)
-    data = store.window_predictions(m, 7)
+    assert store.outcomes.match_pending(m, expire_before=0) == (2, 0)
+    data = store.outcomes.window_predictions(m, 7)
     assert data["labelled"].tolist() == [True, True] and data["true_code"].tolist() == [1.0, 1.0]
 
 
@@ -143,25 +143,25 @@ def test_caller_ids_join(store):
     log(store, m, "r1", 2, instance_ids=["txn-1", "txn-2"], client="client-9")
     items = parse_outcomes([{"instance_id": "txn-2", "outcome": "spam"},
                             {"client_request_id": "client-9", "index": 0, "outcome": "ham"}], CLF, 10, NOW)
-    res = store.ingest_outcomes(m, items, NOW)
+    res = store.outcomes.ingest(m, items, NOW)
     assert (res.accepted, res.pending) == (2, 0)
-    data = store.window_predictions(m, 0)
+    data = store.outcomes.window_predictions(m, 0)
     assert data["labelled"].all() and sorted(data["true_code"].tolist()) == [0.0, 1.0]
 
 
 def test_unmatched_outcomes_expire_and_are_counted(store):
     m = model()
-    store.ingest_outcomes(m, outs("never", [1]), NOW)
-    assert store.match_pending(m, expire_before=NOW - 50) == (0, 0)  # received at NOW, not old enough
-    assert store.match_pending(m, expire_before=NOW + 1) == (0, 1)
-    assert store.outcome_counts(m) == {"matched": 0, "pending": 0, "expired": 1}
+    store.outcomes.ingest(m, outs("never", [1]), NOW)
+    assert store.outcomes.match_pending(m, expire_before=NOW - 50) == (0, 0)  # received at NOW, not old enough
+    assert store.outcomes.match_pending(m, expire_before=NOW + 1) == (0, 1)
+    assert store.outcomes.counts(m) == {"matched": 0, "pending": 0, "expired": 1}
 
 
 def test_relogging_a_prediction_is_harmless(store):
     m = model()
     log(store, m, "r1", 2)
     log(store, m, "r1", 3)  # a retried flush: the 2 rows already there are skipped
-    assert store.window_prediction_count(m, 0) == 3
+    assert store.outcomes.window_prediction_count(m, 0) == 3
 
 
 def test_group_commit_isolates_a_conflicting_request(store):
@@ -170,7 +170,7 @@ def test_group_commit_isolates_a_conflicting_request(store):
     from monitoring.runtime.committer import GroupCommitter
 
     m = model()
-    store.ingest_outcomes(m, outs("taken", [1]), NOW)
+    store.outcomes.ingest(m, outs("taken", [1]), NOW)
     gc = GroupCommitter(store, m)
     results = {}
 
@@ -189,22 +189,20 @@ def test_group_commit_isolates_a_conflicting_request(store):
         t.join()
     assert isinstance(results["bad"], OutcomeConflict)
     assert all(results[f"ok{i}"].accepted == 2 for i in range(6))
-    assert store.outcome_counts(m)["pending"] == 1 + 12  # "fresh" of the bad batch was rolled back
+    assert store.outcomes.counts(m)["pending"] == 1 + 12  # "fresh" of the bad batch was rolled back
 
 
 def test_group_commit_failure_reaches_every_waiter(tmp_path):
-    from sqlalchemy.exc import OperationalError
-
     from monitoring.runtime.committer import GroupCommitter
 
     s = Store(f"sqlite:///{tmp_path / 'f.db'}")
 
     def broken(*a, **kw):
-        raise OperationalError("commit", {}, Exception("disk I/O error"))
+        raise StoreUnavailable("OperationalError: disk I/O error")
 
-    s.ingest_group = broken
+    s.outcomes.ingest_group = broken
     gc = GroupCommitter(s, "m")
-    with pytest.raises(OperationalError):
+    with pytest.raises(StoreUnavailable):
         gc.submit(outs("x", [1]), timeout=10)
 
 
@@ -212,21 +210,21 @@ def test_retention_deletes_old_rows_only(store):
     m = model()
     log(store, m, "old", 3, window=0, t=NOW - 1000)
     log(store, m, "new", 2, window=1, t=NOW)
-    store.ingest_outcomes(m, outs("old", [1, 0, 1]), NOW - 1000)
-    store.ingest_outcomes(m, outs("new", [1, 1]), NOW)
+    store.outcomes.ingest(m, outs("old", [1, 0, 1]), NOW - 1000)
+    store.outcomes.ingest(m, outs("new", [1, 1]), NOW)
     deleted = store.purge(m, before=NOW - 500)
     assert deleted["predictions"] == 3 and deleted["outcomes"] == 3
-    assert store.window_prediction_count(m, 0) == 0 and store.window_prediction_count(m, 1) == 2
-    assert store.outcome_counts(m)["matched"] == 2
+    assert store.outcomes.window_prediction_count(m, 0) == 0 and store.outcomes.window_prediction_count(m, 1) == 2
+    assert store.outcomes.counts(m)["matched"] == 2
 
 
 def test_a_late_join_marks_the_window_for_rescoring(store):
     m = model()
-    store.ingest_outcomes(m, outs("late", [1]), NOW)           # before its prediction
+    store.outcomes.ingest(m, outs("late", [1]), NOW)           # before its prediction
     log(store, m, "late", 1, window=3)
-    assert store.windows_to_score(m) == []
-    store.match_pending(m, expire_before=0)
-    ((wid, joined_at, n),) = store.windows_to_score(m)
+    assert store.outcomes.windows_to_score(m) == []
+    store.outcomes.match_pending(m, expire_before=0)
+    ((wid, joined_at, n),) = store.outcomes.windows_to_score(m)
     assert wid == 3 and n == 1 and joined_at >= NOW  # joined now, not when it was received
 
 

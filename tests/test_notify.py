@@ -79,14 +79,14 @@ def test_several_workers_deliver_each_notification_once(any_store):
     for t in threads:
         t.join()
     assert sorted(Counter(sink.got).values()) == [1, 1, 1]
-    assert store.outbox_counts("m:1") == {"pending": 0, "delivered": 3, "failed": 0}
+    assert store.alerts.outbox_counts("m:1") == {"pending": 0, "delivered": 3, "failed": 0}
 
 
 def test_a_row_held_by_a_dead_worker_is_delivered_after_its_lease(any_store):
     store = any_store
     clock = Clock()
     fire(store, clock, n_alerts=1)
-    held = store.claim_outbox("m:1", "dead-worker", clock.t, lease=30.0)  # claimed, then the process died
+    held = store.alerts.claim_outbox("m:1", "dead-worker", clock.t, lease=30.0)  # claimed, then the process died
     assert len(held) == 3
     sink = Recording()
     other = Notifier(store, "m:1", {"log": sink}, "w2", clock=clock)
@@ -104,7 +104,7 @@ def test_local_sink_failures_are_retried_then_given_up_and_counted(store, tmp_pa
     for _ in range(5):
         n.run_once()
     assert len(sink.got) == 3 and n.retries == 2 and n.failed == 0
-    assert store.outbox_counts("m:1") == {"pending": 0, "delivered": 3, "failed": 0}
+    assert store.alerts.outbox_counts("m:1") == {"pending": 0, "delivered": 3, "failed": 0}
 
     other = Store(f"sqlite:///{tmp_path / 'other.db'}")
     fire(other, clock)
@@ -114,7 +114,7 @@ def test_local_sink_failures_are_retried_then_given_up_and_counted(store, tmp_pa
     for _ in range(6):
         n2.run_once()
     assert n2.failed == 3 and n2.retries == 6
-    assert other.outbox_counts("m:1") == {"pending": 0, "delivered": 0, "failed": 3}
+    assert other.alerts.outbox_counts("m:1") == {"pending": 0, "delivered": 0, "failed": 3}
     other.dispose()
 
 
@@ -123,8 +123,8 @@ def test_a_row_for_an_unknown_sink_fails_at_once(store):
     fire(store, clock, sinks=("webhook:gone",))
     n = Notifier(store, "m:1", {}, "w", clock=clock)
     n.run_once()
-    assert store.outbox_counts("m:1") == {"pending": 0, "delivered": 0, "failed": 3}
-    assert "not configured" in store.outbox_rows("m:1")[0]["last_error"]
+    assert store.alerts.outbox_counts("m:1") == {"pending": 0, "delivered": 0, "failed": 3}
+    assert "not configured" in store.alerts.outbox_rows("m:1")[0]["last_error"]
 
 
 def webhook_sink(url: str, **kw) -> WebhookSink:
@@ -164,7 +164,7 @@ def test_webhook_down_is_retried_with_backoff_and_bounded(store):
     clock.t += 30
     n.run_once()                                          # third attempt: given up
     assert n.failed == 3
-    rows = store.outbox_rows("m:1")
+    rows = store.alerts.outbox_rows("m:1")
     assert all(r["failed"] and r["attempts"] == 3 and "ConnectError" in r["last_error"] for r in rows)
 
 
@@ -185,7 +185,7 @@ def test_webhook_500_is_retried_until_it_succeeds_4xx_is_not(store):
     with Receiver(status=400) as rx:
         n = Notifier(store2, "m:1", {"webhook:0": webhook_sink(rx.url)}, "w", clock=clock)
         n.run_once()
-    assert n.failed == 3 and store2.outbox_counts("m:1")["failed"] == 3
+    assert n.failed == 3 and store2.alerts.outbox_counts("m:1")["failed"] == 3
     store2.dispose()
 
 

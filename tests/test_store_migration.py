@@ -22,8 +22,8 @@ def test_v1_store_is_migrated(tmp_path):
     db.close()
     s = Store(f"sqlite:///{path}")
     assert SCHEMA_VERSION == 2
-    sketch, report = s.window_sketch("m", 0)
+    sketch, report = s.windows.sketch("m", 0)
     assert sketch is None and report == {"rows": 10}          # old window kept, no sketch to adopt
-    assert s.alerts("m") == [] and s.reference_version("m") == 0  # the new tables exist
+    assert s.alerts.all("m") == [] and s.references.version("m") == 0  # the new tables exist
     s.dispose()
     Store(f"sqlite:///{path}").dispose()                       # and a second start is a no-op

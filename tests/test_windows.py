@@ -4,17 +4,15 @@ store going away. Runs on SQLite, and on Postgres when VIGIL_TEST_POSTGRES_URL i
 from __future__ import annotations
 
 import os
-import time
 import uuid
 
 import numpy as np
 import pytest
-from sqlalchemy.exc import OperationalError
 
 from models.frames import frame_to_columns
 from monitoring.stats.evaluate import DriftConfig, WindowEvaluator
 from monitoring.runtime.queue import MonitorItem
-from monitoring.store import Store
+from monitoring.store import Store, StoreUnavailable
 from monitoring.intake.validation import ValidatedBatch
 from monitoring.runtime.windows import WindowConfig, WindowManager
 from tests.support import synth
@@ -108,7 +106,7 @@ def test_two_workers_fill_shared_windows_exactly(store, ref):
     reports = sorted(ra + rb, key=lambda r: r.window_id)
     assert [r.window_id for r in reports] == [0, 1, 2, 3, 4]  # each window evaluated exactly once
     assert all(r.rows == 500 for r in reports)
-    records = store.windows(model)
+    records = store.windows.recent(model)
     assert [r.window_id for r in records] == [4, 3, 2, 1, 0] and all(r.report["complete"] for r in records)
     assert sum(r.rows for r in records) == 2500  # no row lost or counted twice across workers
 
@@ -125,7 +123,7 @@ def test_partials_merge_to_the_single_worker_counts(store, ref):
     from monitoring.stats.profile import Profile
 
     merged = prof.empty_like()
-    for p in store.partials(model, 0):
+    for p in store.windows.partials(model, 0):
         merged = merged.merge(Profile.from_dict(p.sketch))
     direct = synth.window(schema, prof, df)
     for name in synth.NUMERIC + synth.CATEGORICAL:
@@ -145,7 +143,7 @@ def test_a_window_is_sealed_by_time(store, ref):
     clock.t += 61
     m.tick()
     assert len(reports) == 1 and reports[0].rows == 120 and reports[0].window_id == 0
-    assert store.windows(model)[0].rows_expected == 120
+    assert store.windows.recent(model)[0].rows_expected == 120
     # the next rows start the next window
     m.consume(items_from(schema, synth.frame(np.random.default_rng(4), 10), clock.t, 10))
     assert m.state().open_windows == (1,)
@@ -155,15 +153,15 @@ def test_store_outage_buffers_then_resumes(store, ref):
     schema, _ = ref
     model = f"m-{uuid.uuid4().hex[:8]}"
     m, reports = manager(store, ref, model, window_rows=200, max_pending_rows=300)
-    real = store.reserve_rows
+    real = store.windows.reserve_rows
     down = {"on": True}
 
     def flaky(*a, **kw):
         if down["on"]:
-            raise OperationalError("reserve", {}, Exception("connection refused"))
+            raise StoreUnavailable("OperationalError: connection refused")
         return real(*a, **kw)
 
-    store.reserve_rows = flaky
+    store.windows.reserve_rows = flaky
     rng = np.random.default_rng(5)
     m.consume(items_from(schema, synth.frame(rng, 250), 1_000_000.0, 50))
     st = m.state()
@@ -181,14 +179,14 @@ def test_a_dead_workers_rows_do_not_block_forever(store, ref):
     model = f"m-{uuid.uuid4().hex[:8]}"
     clock = Clock()
     m, reports = manager(store, ref, model, clock=clock, window_rows=100, stale_seconds=30)
-    store.reserve_rows(f"rows:{model}", 40)  # a worker reserved 40 rows and died before flushing
+    store.windows.reserve_rows(f"rows:{model}", 40)  # a worker reserved 40 rows and died before flushing
     m.consume(items_from(schema, synth.frame(np.random.default_rng(6), 100), clock.t, 20))
     m.tick()
     assert reports == []  # window 0 waits for the missing 40 rows
     clock.t += 31
     m.tick()
     assert [r.window_id for r in reports] == [0]
-    rec = store.windows(model)[-1]
+    rec = store.windows.recent(model)[-1]
     assert rec.rows == 60 and rec.report["complete"] is False
 
 
@@ -198,8 +196,8 @@ def test_history_survives_a_new_store_object(store, ref):
     m, _ = manager(store, ref, model, window_rows=100)
     m.consume(items_from(schema, synth.frame(np.random.default_rng(7), 200), 1_000_000.0, 100))
     again = Store(store.url)
-    assert [r.window_id for r in again.windows(model)] == [1, 0]
-    assert again.counter(f"rows:{model}") == 200
+    assert [r.window_id for r in again.windows.recent(model)] == [1, 0]
+    assert again.windows.counter(f"rows:{model}") == 200
     again.dispose()
 
 
@@ -268,7 +266,7 @@ def test_a_window_of_failed_requests_only_still_closes(store, ref):
 
 
 def test_only_recent_windows_keep_their_sketch(store, ref, monkeypatch):
-    import monitoring.store.core as S
+    import monitoring.store.windows as S
 
     monkeypatch.setattr(S, "KEEP_SKETCHES", 2)
     schema, _ = ref
@@ -277,6 +275,6 @@ def test_only_recent_windows_keep_their_sketch(store, ref, monkeypatch):
     m.consume(items_from(schema, synth.frame(np.random.default_rng(2), 600), m.clock(), 100))
     m.flush()
     assert len(reports) == 6
-    kept = [w for w in range(6) if store.window_sketch(model, w)[0] is not None]
+    kept = [w for w in range(6) if store.windows.sketch(model, w)[0] is not None]
     assert kept == [3, 4, 5]
-    assert all(store.window_sketch(model, w)[1] is not None for w in range(6))  # reports stay
+    assert all(store.windows.sketch(model, w)[1] is not None for w in range(6))  # reports stay

@@ -3,9 +3,13 @@ their state in the store, and queues notifications in the store's outbox.
 
 Runs on the monitor thread of whichever worker closed the window (windows are evaluated
 once, by the worker that claims them) or scored the performance; each evaluation is one
-transaction over the model's alert rows (locked on Postgres, serialised by SQLite's write
-lock), so two workers never advance the same alert twice for the same window. Delivery is
-someone else's job (:mod:`monitoring.runtime.notifier`): nothing here waits on a sink.
+store transaction over the model's alert rows (:meth:`AlertStore.transaction
+<monitoring.store.alerts.AlertStore.transaction>`: locked on Postgres, serialised by
+SQLite's write lock, run again if another worker created the same row first), so two
+workers never advance the same alert twice for the same window. When the store is
+unavailable the evaluation is deferred (a bounded few) and applied at the next tick.
+Delivery is someone else's job (:mod:`monitoring.runtime.notifier`): nothing here waits
+on a sink.
 """
 
 from __future__ import annotations
@@ -17,12 +21,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import and_, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-
 from monitoring import names as N
-from monitoring.store.alerts import StoredAlert
-from monitoring.store.alerts import alerts as alerts_table
+from monitoring.store import AlertTransaction, StoredAlert, StoreUnavailable
 from monitoring.alerts import (SERIES, AlertState, DerivedRule, Obs, RuleContext, RuleSpec, Transition, evaluate_condition,
                      step)
 from monitoring.alerts.observers import LATENCY_HISTORY, observe_performance, observe_window
@@ -94,9 +94,9 @@ class AlertEngine:
     def _guarded(self, fn, arg) -> list:
         try:
             return fn(arg)
-        except SQLAlchemyError as exc:
+        except StoreUnavailable as exc:
             self.errors += 1
-            log.warning("alert evaluation deferred, store unavailable: %s", type(exc).__name__)
+            log.warning("alert evaluation deferred, store unavailable: %s", exc.reason)
             if self.metrics is not None:
                 self.metrics[N.M_MONITOR_ERRORS].add(1)
             self._retry.append((fn, arg))
@@ -122,63 +122,9 @@ class AlertEngine:
     def _apply(self, rules: list[RuleSpec], wid: int, start: float, end: float, observe, report) -> list:
         if not rules:
             return []
-        for attempt in range(3):
-            try:
-                return self._apply_once(rules, wid, start, end, observe, report)
-            except IntegrityError:  # another worker created the same alert row first: read it and redo
-                if attempt == 2:
-                    raise
-        return []
-
-    def _apply_once(self, rules, wid, start, end, observe, report) -> list:
-        now = self.clock()
-        done: list[tuple[str, str, Transition]] = []
-        queued = 0
-        with self.store.engine.begin() as c:
-            rows = self.store.lock_alerts(c, self.model)
-            silences = self.store.active_silences(self.model, now, c)
-            for rule in rules:
-                keep_history = rule.series.startswith("serving.latency_")
-                known = {inst: a for (rn, inst), a in rows.items() if rn == rule.name}
-                # latency rules judge a window against the history they keep in their state row
-                history = (known[""].data if "" in known else {}) if keep_history else None
-                instances = observe(rule, history)
-                for inst, obs in instances.items():
-                    stored = known.get(inst)
-                    st = stored.state if stored else AlertState()
-                    if wid <= st.last_window:
-                        continue
-                    abnormal = evaluate_condition(rule, obs)
-                    new, tr = step(rule, st, abnormal, wid, start, end, now, obs.value)
-                    data = None
-                    if keep_history:
-                        data = dict(stored.data) if stored else {}
-                        if abnormal is not True:
-                            hist = [h for h in data.get("history", []) if h[0] != wid]
-                            hist.append([wid, (report.get("serving") or {}).get("latency") or {}])
-                            data["history"] = hist[-LATENCY_HISTORY:]
-                    if stored is None and tr is None and new.state == "inactive" and new.bad == 0 and data is None:
-                        continue  # nothing to remember about a healthy instance never seen abnormal
-                    evidence = None
-                    notified: Any = False
-                    if tr is not None:
-                        evidence = self._evidence(c, rule, inst, obs, report, tr, now)
-                        silenced = _silenced(silences, rule.name, inst)
-                        if tr.to == "firing":
-                            notify = not silenced
-                        else:
-                            notify = stored is not None and stored.notified_state == "firing"
-                        if notify:
-                            queued += self.store.enqueue(c, self.model, _key(self.model, rule.name, inst, tr.seq, tr.to),
-                                                         self.sinks, _payload(tr.to, evidence), now)
-                            notified = tr.to
-                        self.store.add_event(c, self.model, rule.name, inst, tr.seq, tr.to, now, wid, notify,
-                                             {"evidence": evidence, "silenced": bool(silenced and tr.to == "firing")})
-                        done.append((rule.name, inst, tr))
-                    self.store.save_alert(c, self.model, rule.name, inst, new, rule.severity, now,
-                                          exists=stored is not None, evidence=evidence, data=data,
-                                          notified_state=notified, notified_at=now if notified else None,
-                                          clear_ack=tr is not None and tr.to == "resolved")
+        # the store runs this again (rows re-read) if another worker created the same row first
+        done, queued = self.store.alerts.transaction(
+            self.model, lambda tx: self._apply_in(tx, rules, wid, start, end, observe, report))
         for rule_name, inst, tr in done:
             log.info("alert %s%s %s (window %d)", rule_name, f"[{inst}]" if inst else "", tr.to, wid)
             if self.metrics is not None:
@@ -186,6 +132,57 @@ class AlertEngine:
         if queued and self.on_enqueue is not None:
             self.on_enqueue()
         return done
+
+    def _apply_in(self, tx: AlertTransaction, rules, wid, start, end, observe, report) -> tuple[list, int]:
+        """One evaluation inside the store's transaction: every rule's state, history and
+        outbox rows commit together. Returns (transitions, notifications queued)."""
+        now = self.clock()
+        done: list[tuple[str, str, Transition]] = []
+        queued = 0
+        rows = tx.lock()
+        silences = tx.silences(now)
+        for rule in rules:
+            keep_history = rule.series.startswith("serving.latency_")
+            known = {inst: a for (rn, inst), a in rows.items() if rn == rule.name}
+            # latency rules judge a window against the history they keep in their state row
+            history = (known[""].data if "" in known else {}) if keep_history else None
+            instances = observe(rule, history)
+            for inst, obs in instances.items():
+                stored = known.get(inst)
+                st = stored.state if stored else AlertState()
+                if wid <= st.last_window:
+                    continue
+                abnormal = evaluate_condition(rule, obs)
+                new, tr = step(rule, st, abnormal, wid, start, end, now, obs.value)
+                data = None
+                if keep_history:
+                    data = dict(stored.data) if stored else {}
+                    if abnormal is not True:
+                        hist = [h for h in data.get("history", []) if h[0] != wid]
+                        hist.append([wid, (report.get("serving") or {}).get("latency") or {}])
+                        data["history"] = hist[-LATENCY_HISTORY:]
+                if stored is None and tr is None and new.state == "inactive" and new.bad == 0 and data is None:
+                    continue  # nothing to remember about a healthy instance never seen abnormal
+                evidence = None
+                notified: Any = False
+                if tr is not None:
+                    evidence = self._evidence(tx, rule, inst, obs, report, tr, now)
+                    silenced = _silenced(silences, rule.name, inst)
+                    if tr.to == "firing":
+                        notify = not silenced
+                    else:
+                        notify = stored is not None and stored.notified_state == "firing"
+                    if notify:
+                        queued += tx.enqueue(_key(self.model, rule.name, inst, tr.seq, tr.to), self.sinks,
+                                             _payload(tr.to, evidence), now)
+                        notified = tr.to
+                    tx.add_event(rule.name, inst, tr.seq, tr.to, now, wid, notify,
+                                 {"evidence": evidence, "silenced": bool(silenced and tr.to == "firing")})
+                    done.append((rule.name, inst, tr))
+                tx.save(rule.name, inst, new, rule.severity, now, exists=stored is not None, evidence=evidence,
+                        data=data, notified_state=notified, notified_at=now if notified else None,
+                        clear_ack=tr is not None and tr.to == "resolved")
+        return done, queued
 
     # -- periodic: silences that ended, repeats, gauges ---------------------------------
     def tick(self, force: bool = False) -> int:
@@ -199,22 +196,21 @@ class AlertEngine:
             fn, arg = self._retry.popleft()
             try:
                 fn(arg)
-            except SQLAlchemyError:
+            except StoreUnavailable:
                 self._retry.appendleft((fn, arg))
                 break
         try:
             return self._tick(now)
-        except SQLAlchemyError as exc:
+        except StoreUnavailable as exc:
             self.errors += 1
-            log.warning("alert tick failed: %s", type(exc).__name__)
+            log.warning("alert tick failed: %s", exc.reason)
             if self.metrics is not None:
                 self.metrics[N.M_MONITOR_ERRORS].add(1)
             return 0
 
     def _tick(self, now: float) -> int:
-        queued = 0
         firing_by_rule: dict[str, int] = {name: 0 for name in self.rules}
-        current = self.store.alerts(self.model)
+        current = self.store.alerts.all(self.model)
         for a in current:
             if a.state.state == "firing" and a.rule in firing_by_rule:
                 firing_by_rule[a.rule] += 1
@@ -224,34 +220,36 @@ class AlertEngine:
         due = [a for a in current if a.state.state == "firing" and a.rule in self.rules and self._due(a, now)]
         if not due:
             return 0
-        with self.store.engine.begin() as c:
-            rows = self.store.lock_alerts(c, self.model)
-            silences = self.store.active_silences(self.model, now, c)
-            for a in due:
-                a = rows.get((a.rule, a.instance))
-                if a is None or a.state.state != "firing" or not self._due(a, now) \
-                        or _silenced(silences, a.rule, a.instance):
-                    continue
-                rule = self.rules[a.rule].rule
-                seq = a.state.seq
-                if a.notified_state != "firing":  # a silence ended (or it fired silenced)
-                    key, kind, repeats = _key(self.model, a.rule, a.instance, seq, "firing"), "firing", 0
-                else:
-                    repeats = a.repeats + 1
-                    key, kind = _key(self.model, a.rule, a.instance, seq, f"repeat-{repeats}"), "repeat"
-                evidence = dict(a.evidence or {})
-                evidence["state"] = "firing"
-                queued += self.store.enqueue(c, self.model, key, self.sinks, _payload(kind, evidence), now)
-                self.store.save_alert(c, self.model, a.rule, a.instance, a.state, rule.severity, now, exists=True,
-                                      notified_state="firing", notified_at=now)
-                if repeats:
-                    c.execute(update(alerts_table).where(and_(
-                        alerts_table.c.model == self.model, alerts_table.c.rule == a.rule,
-                        alerts_table.c.instance == a.instance)).values(repeats=repeats))
-                self.store.add_event(c, self.model, a.rule, a.instance, seq, kind, now, None, True,
-                                     {"evidence": evidence})
+        # one attempt: a tick only updates existing alert rows; losing an outbox key to another
+        # worker means that worker announced it, and the next tick looks again
+        queued = self.store.alerts.transaction(self.model, lambda tx: self._announce(tx, due, now), attempts=1)
         if queued and self.on_enqueue is not None:
             self.on_enqueue()
+        return queued
+
+    def _announce(self, tx: AlertTransaction, due: list[StoredAlert], now: float) -> int:
+        """Queue the notifications of ``due`` firing alerts (re-checked under the lock)."""
+        queued = 0
+        rows = tx.lock()
+        silences = tx.silences(now)
+        for a in due:
+            a = rows.get((a.rule, a.instance))
+            if a is None or a.state.state != "firing" or not self._due(a, now) \
+                    or _silenced(silences, a.rule, a.instance):
+                continue
+            rule = self.rules[a.rule].rule
+            seq = a.state.seq
+            if a.notified_state != "firing":  # a silence ended (or it fired silenced)
+                key, kind, repeats = _key(self.model, a.rule, a.instance, seq, "firing"), "firing", 0
+            else:
+                repeats = a.repeats + 1
+                key, kind = _key(self.model, a.rule, a.instance, seq, f"repeat-{repeats}"), "repeat"
+            evidence = dict(a.evidence or {})
+            evidence["state"] = "firing"
+            queued += tx.enqueue(key, self.sinks, _payload(kind, evidence), now)
+            tx.save(a.rule, a.instance, a.state, rule.severity, now, exists=True, notified_state="firing",
+                    notified_at=now, repeats=repeats)
+            tx.add_event(a.rule, a.instance, seq, kind, now, None, True, {"evidence": evidence})
         return queued
 
     def _due(self, a: StoredAlert, now: float) -> bool:
@@ -262,12 +260,12 @@ class AlertEngine:
                 and now - a.notified_at >= rule.repeat_seconds)
 
     # -- evidence ------------------------------------------------------------------------
-    def _evidence(self, c, rule: RuleSpec, inst: str, obs: Obs, report: Mapping[str, Any], tr: Transition,
-                  now: float) -> dict[str, Any]:
+    def _evidence(self, tx: AlertTransaction, rule: RuleSpec, inst: str, obs: Obs, report: Mapping[str, Any],
+                  tr: Transition, now: float) -> dict[str, Any]:
         wid = int(report["window_id"])
         try:
-            traces = self._traces(c, rule, inst, report)
-        except SQLAlchemyError:  # evidence is best effort; the transition is not
+            traces = self._traces(tx, rule, inst, report)
+        except StoreUnavailable:  # evidence is best effort; the transition is not
             traces = []
         ev = {
             "model": self.model, "rule": rule.name, "instance": inst or None, "state": tr.to, "seq": tr.seq,
@@ -282,7 +280,7 @@ class AlertEngine:
             ev["trace_links"] = [self.trace_url.format(trace_id=t) for t in traces]
         return ev
 
-    def _traces(self, c, rule: RuleSpec, inst: str, report: Mapping[str, Any]) -> list[str]:
+    def _traces(self, tx: AlertTransaction, rule: RuleSpec, inst: str, report: Mapping[str, Any]) -> list[str]:
         n = self.examples
         sv = report.get("serving") or {}
         if rule.series == "serving.error_rate" and sv.get("failed_traces"):
@@ -291,19 +289,19 @@ class AlertEngine:
             return list(sv["slowest_traces"])[:n]
         wid = int(report["window_id"])
         if rule.series == "performance.realized":
-            got = self.store.wrong_prediction_traces(c, self.model, wid, n)
+            got = tx.wrong_prediction_traces(wid, n)
             if got:
                 return got
         if inst and inst in self.ref_stats and rule.series in ("drift.score", "quality.out_of_range_rate"):
-            got = self.store.extreme_feature_traces(c, self.model, wid, inst, self.ref_stats[inst], n)
+            got = tx.extreme_feature_traces(wid, inst, self.ref_stats[inst], n)
             if got:
                 return got
-        return self.store.window_traces(c, self.model, wid, n)
+        return tx.window_traces(wid, n)
 
     # -- views -----------------------------------------------------------------------
     def view(self, limit: int = 50) -> dict[str, Any]:
         now = self.clock()
-        current = [a.to_dict() for a in self.store.alerts(self.model) if a.state.state != "inactive"]
+        current = [a.to_dict() for a in self.store.alerts.all(self.model) if a.state.state != "inactive"]
         for a in current:
             ev = a.get("evidence") or {}
             a["trace_ids"] = ev.get("trace_ids", [])
@@ -315,9 +313,9 @@ class AlertEngine:
                        "derivation": d.derivation} for d in self.rules.values()],
             "firing": [a for a in current if a["state"] == "firing"],
             "alerts": current,
-            "recent": self.store.alert_events(self.model, limit),
-            "silences": self.store.active_silences(self.model, now),
-            "outbox": self.store.outbox_counts(self.model),
+            "recent": self.store.alerts.events(self.model, limit),
+            "silences": self.store.alerts.active_silences(self.model, now),
+            "outbox": self.store.alerts.outbox_counts(self.model),
             "sinks": self.sinks,
         }
 

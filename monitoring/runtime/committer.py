@@ -12,8 +12,9 @@ class GroupCommitter:
     """Commits concurrent feedback requests together: one transaction and one fsync for
     every request that arrived while the previous commit ran, each in its own savepoint
     (a conflicting request is rejected alone). A caller returns only once its outcomes
-    are committed; if the store fails, every waiting caller gets the error (nothing of
-    theirs was committed) and must answer 503.
+    are committed; if the store fails, every waiting caller gets its
+    :class:`~monitoring.store.StoreUnavailable` (nothing of theirs was committed) and must
+    answer 503.
 
     Parameters
     ----------
@@ -33,7 +34,7 @@ class GroupCommitter:
 
     def submit(self, items, timeout: float):
         """Block until committed; returns the IngestResult or raises OutcomeConflict,
-        ``TimeoutError`` or the store's error."""
+        ``TimeoutError`` or ``StoreUnavailable``."""
 
         fut: Future = Future()
         try:
@@ -57,7 +58,7 @@ class GroupCommitter:
                 group.append(nxt)
                 n += len(nxt[0])
             try:
-                results = self.store.ingest_group(self.model, [items for items, _ in group], time.time())
+                results = self.store.outcomes.ingest_group(self.model, [items for items, _ in group], time.time())
             except Exception as exc:  # the commit edge: every waiter learns its outcomes were not stored
                 for _, fut in group:
                     if not fut.done():

@@ -221,12 +221,12 @@ class ModelMonitor:
             return
         self._reference_checked = now
         try:
-            version = self.store.reference_version(self.tag)
+            version = self.store.references.version(self.tag)
             if version <= self._reference_version:
                 return
-            got = self.store.reference(self.tag, version)
+            got = self.store.references.get(self.tag, version)
         except StoreUnavailable as exc:  # store down: try again at the next check
-            log.warning("reference check failed: %s", type(exc).__name__)
+            log.warning("reference check failed: %s", exc.reason)
             return
         if got is None:
             return
@@ -266,11 +266,11 @@ class ModelMonitor:
         if rule != "*" and rule not in self.alert_engine.rules:
             raise ActionInvalid(f"rule must be '*' or one of: {', '.join(self.alert_engine.rules)}")
         now = time.time()
-        sid = self.store.add_silence(self.tag, rule, instance, now + seconds, reason, by, now)
+        sid = self.store.alerts.add_silence(self.tag, rule, instance, now + seconds, reason, by, now)
         return {"id": sid, "rule": rule, "instance": instance, "until": now + seconds}
 
     def unsilence(self, silence_id: int) -> dict[str, Any]:
-        if not (0 <= silence_id < 2 ** 63 and self.store.end_silence(self.tag, silence_id, time.time())):
+        if not (0 <= silence_id < 2 ** 63 and self.store.alerts.end_silence(self.tag, silence_id, time.time())):
             raise ActionNotFound(f"no active silence {silence_id}")
         return {"id": silence_id, "ended": True}
 
@@ -279,7 +279,7 @@ class ModelMonitor:
         if d is None:
             raise ActionInvalid(f"rule must be one of: {', '.join(self.alert_engine.rules)}")
         single = SERIES[d.rule.series].label is None  # a per-window series has one instance: ""
-        n = self.store.acknowledge(self.tag, rule, instance or ("" if single else None), by, time.time())
+        n = self.store.alerts.acknowledge(self.tag, rule, instance or ("" if single else None), by, time.time())
         if n == 0:
             raise ActionNotFound(f"no firing alert for rule {rule}" + (f" [{instance}]" if instance else ""))
         return {"acknowledged": n}
@@ -287,13 +287,13 @@ class ModelMonitor:
     def rebaseline(self, window_id: int, by: str | None = None) -> dict[str, Any]:
         """Adopt an evaluated window as the drift reference (every worker picks it up within
         seconds). Performance baselines are unchanged: they need labelled data."""
-        sketch, report = self.store.window_sketch(self.tag, window_id)
+        sketch, report = self.store.windows.sketch(self.tag, window_id)
         if sketch is None:
             raise ActionNotFound(f"window {window_id} is not one of the last {KEEP_SKETCHES} evaluated windows of "
                                  f"{self.tag}; only those can be adopted")
         if report is not None and report.get("too_small"):
             raise ActionInvalid(f"window {window_id} has {report.get('rows')} rows, fewer than window_min_rows")
-        version = self.store.adopt_reference(self.tag, window_id, sketch, by, time.time())
+        version = self.store.references.adopt(self.tag, window_id, sketch, by, time.time())
         self._reference_checked = 0.0
         return {"version": version, "window_id": window_id, "rows": sketch.get("rows")}
 

@@ -25,10 +25,10 @@ from typing import Any, Callable, Mapping, Protocol
 import httpx
 from opentelemetry._logs import NoOpLogger, SeverityNumber
 from opentelemetry.trace import NoOpTracer
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitoring import names as N
 from monitoring.alerts import WebhookSpec
+from monitoring.store import StoreUnavailable
 
 log = logging.getLogger("vigil.alerts")
 
@@ -194,10 +194,10 @@ class Notifier:
         """One pass: lease due rows and deliver them. Returns rows handled."""
         now = self.clock()
         try:
-            rows = self.store.claim_outbox(self.model, self.worker, now, self.lease, self.batch)
-        except SQLAlchemyError as exc:
+            rows = self.store.alerts.claim_outbox(self.model, self.worker, now, self.lease, self.batch)
+        except StoreUnavailable as exc:
             self.store_errors += 1
-            log.warning("alert outbox unavailable: %s", type(exc).__name__)
+            log.warning("alert outbox unavailable: %s", exc.reason)
             return 0
         for row in rows:
             if self._stop.is_set():
@@ -219,8 +219,8 @@ class Notifier:
             delay = 0.0 if give_up else sink.backoff(row.attempts) * random.uniform(0.8, 1.2)
             msg = f"{type(exc).__name__}: {exc}" if not isinstance(exc, DeliveryError) else str(exc)
             try:
-                self.store.outbox_retry(row.id, self.clock() + delay, msg, give_up)
-            except SQLAlchemyError:
+                self.store.alerts.outbox_retry(row.id, self.clock() + delay, msg, give_up)
+            except StoreUnavailable:
                 self.store_errors += 1  # the lease runs out and the row is tried again
             if give_up:
                 self.failed += 1
@@ -234,8 +234,8 @@ class Notifier:
                 self.metrics[N.M_ALERT_NOTIFICATIONS].add(1, sink=kind, result="failed" if give_up else "retry")
             return
         try:
-            self.store.outbox_done(row.id, self.worker, self.clock())
-        except SQLAlchemyError:
+            self.store.alerts.outbox_done(row.id, self.worker, self.clock())
+        except StoreUnavailable:
             self.store_errors += 1  # delivered but not recorded: the lease ends, it is sent again
             return
         self.delivered += 1

@@ -11,11 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from monitoring import names as N
 from monitoring.stats.performance import Baseline, Cbpe, PerformanceConfig, window_performance
-from monitoring.store import Store
+from monitoring.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +76,9 @@ class PerformanceTracker:
         try:
             self._run(now, scored)
             self.last_error = None
-        except SQLAlchemyError as exc:
+        except StoreUnavailable as exc:  # counted; the next tick tries again
             self.errors += 1
-            self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            self.last_error = exc.reason
             if self.metrics is not None:
                 self.metrics[N.M_MONITOR_ERRORS].add(1)
         return scored
@@ -91,25 +89,25 @@ class PerformanceTracker:
             deleted = self.store.purge(self.model, now - self.retention)
             if any(deleted.values()):
                 log.info("retention: deleted %s", deleted)
-        matched, expired = self.store.match_pending(self.model, now - self.outcome_ttl)
+        matched, expired = self.store.outcomes.match_pending(self.model, now - self.outcome_ttl)
         if expired and self.metrics is not None:
             self.metrics[N.M_OUTCOMES_EXPIRED].add(expired)
-        state = self.store.performance_state(self.model)
+        state = self.store.outcomes.performance_state(self.model)
         todo: dict[int, float | None] = {}
-        for wid, newest, _ in self.store.windows_to_score(self.model):
+        for wid, newest, _ in self.store.outcomes.windows_to_score(self.model):
             done = state.get(wid)
             if done is None or newest > done[0] or (not done[1] and now - done[0] > 60):
                 todo[wid] = None
-        closed = {r.window_id: r.ended_at for r in self.store.windows(self.model, limit=50)}
+        closed = {r.window_id: r.ended_at for r in self.store.windows.recent(self.model, limit=50)}
         for wid, ended in closed.items():
             if wid not in state or wid in todo:
                 todo[wid] = ended
             elif not state[wid][1] and now - state[wid][0] > 60:
                 todo[wid] = ended
         for wid in sorted(todo):
-            data = self.store.window_predictions(self.model, wid)
+            data = self.store.outcomes.window_predictions(self.model, wid)
             if data["n"] == 0:
                 continue
             res = self.scorer.score(wid, data, now, todo[wid] if todo[wid] is not None else closed.get(wid))
-            self.store.save_performance(self.model, wid, res, res["final"], res["labelled"], now)
+            self.store.outcomes.save_performance(self.model, wid, res, res["final"], res["labelled"], now)
             scored.append(res)

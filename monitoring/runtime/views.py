@@ -18,11 +18,11 @@ def status(m) -> dict[str, Any]:
     q = m.queue.stats()
     w = m.windows.state()
     try:
-        last = m.store.windows(m.tag, limit=1)
-        counted = m.store.counter(f"rows:{m.tag}")
+        last = m.store.windows.recent(m.tag, limit=1)
+        counted = m.store.windows.counter(f"rows:{m.tag}")
         store = "ok"
     except StoreUnavailable as exc:
-        last, counted, store = [], None, f"unavailable ({type(exc).__name__})"
+        last, counted, store = [], None, f"unavailable ({exc.reason})"
     s = m.settings
     return {
         "model": m.tag, "worker_pid": os.getpid(), "task": m.schema.task,
@@ -45,10 +45,10 @@ def status(m) -> dict[str, Any]:
 def _alert_summary(m) -> dict[str, Any]:
     try:
         firing = [f"{a.rule}[{a.instance}]" if a.instance else a.rule
-                  for a in m.store.alerts(m.tag) if a.state.state == "firing"]
-        outbox = m.store.outbox_counts(m.tag)
+                  for a in m.store.alerts.all(m.tag) if a.state.state == "firing"]
+        outbox = m.store.alerts.outbox_counts(m.tag)
     except StoreUnavailable as exc:
-        return {"store": f"unavailable ({type(exc).__name__})"}
+        return {"store": f"unavailable ({exc.reason})"}
     n = m.notifier
     return {"rules": len(m.alert_engine.rules), "firing": firing, "outbox": outbox,
             "delivered_by_this_worker": n.delivered, "retries_by_this_worker": n.retries,
@@ -56,7 +56,7 @@ def _alert_summary(m) -> dict[str, Any]:
 
 def drift(m, limit: int) -> dict[str, Any]:
     """The last ``limit`` evaluated windows, newest first."""
-    records = m.store.windows(m.tag, limit=limit)
+    records = m.store.windows.recent(m.tag, limit=limit)
     s = m.settings
     return {"model": m.tag, "reference_rows": m.model.profile.rows, "window_rows": s.window_rows,
             "alpha": s.drift_alpha, "effect_floor": s.drift_effect_floor,
@@ -66,8 +66,8 @@ def performance(m, limit: int) -> dict[str, Any]:
     """Realized and estimated performance of the last ``limit`` scored windows."""
     return {"model": m.tag, "task": m.schema.task, "in_sample_baseline": m.model.in_sample,
             "baseline": m.baseline.values, "window_rows": m.settings.window_rows,
-            "outcomes": m.store.outcome_counts(m.tag),
-            "windows": m.store.performance_windows(m.tag, limit)}
+            "outcomes": m.store.outcomes.counts(m.tag),
+            "windows": m.store.outcomes.performance_windows(m.tag, limit)}
 
 
 def _window_summary(r) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Monitoring windows, agreed on by every worker and replica.
 
-Rows are numbered by one counter in the store (:meth:`Store.reserve_rows`): window *w*
+Rows are numbered by one counter in the store (``store.windows.reserve_rows``): window *w*
 holds rows ``[w·R, (w+1)·R)`` for ``R = window_rows``. Each worker folds the rows it
 served into its own partial sketch per window and flushes it to the store; a window is
 complete when the partials hold all its rows, and exactly one worker (the one that claims
@@ -10,8 +10,9 @@ to the next window and the short window closes with the rows it got. A worker th
 holding rows cannot block a window forever: it is evaluated as incomplete after
 ``stale_seconds``.
 
-The store is only touched here, on the monitor thread. If it is unreachable, rows wait in
-a bounded buffer (then are dropped and counted) and everything resumes when it returns.
+The store is only touched here, on the monitor thread. If it is unavailable
+(:class:`~monitoring.store.StoreUnavailable`), rows wait in a bounded buffer (then are
+dropped and counted) and everything resumes when it returns.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitoring import names as N
 from monitoring.stats.evaluate import WindowEvaluator, WindowReport
@@ -35,7 +35,7 @@ from monitoring.runtime.predlog import PredictionLogger
 from monitoring.runtime.queue import MonitorItem
 from monitoring.stats.profile import Profile
 from monitoring.stats.serving import ServingSketch, ServingStats
-from monitoring.store import Partial, Store
+from monitoring.store import Partial, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +190,9 @@ class WindowManager:
                 self._window_filled = False
                 self._seal_if_old(now)
                 self._evaluate_ready(now, closed)
-        except SQLAlchemyError as exc:  # the store is down or locked: keep rows, retry next time
+        except StoreUnavailable as exc:  # the store is down or locked: keep rows, retry next time
             self._store_errors += 1
-            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            msg = exc.reason
             if msg != self._last_error:
                 log.warning("monitor store unavailable (%s); buffering up to %d rows", msg, self.max_pending_rows)
             self._last_error = msg
@@ -207,7 +207,7 @@ class WindowManager:
             return
         items = list(self._pending)
         total = self._pending_rows
-        start = self.store.reserve_rows(self._counter, total)
+        start = self.store.windows.reserve_rows(self._counter, total)
         self._pending.clear()
         self._pending_rows = 0
         numeric = np.concatenate([i.batch.numeric for i in items])
@@ -257,7 +257,7 @@ class WindowManager:
         if not self._log_rows:
             return
         rows = list(self._log_rows)
-        self.store.log_predictions(rows)
+        self.store.outcomes.log_predictions(rows)
         self._log_rows.clear()
         if self.metrics is not None:
             self.metrics[N.M_PREDICTIONS_LOGGED].add(len(rows))
@@ -281,10 +281,10 @@ class WindowManager:
         if not dirty:
             return
         try:
-            self.store.upsert_partials(self.model, self.worker, [
+            self.store.windows.upsert_partials(self.model, self.worker, [
                 (wid, Partial(self.worker, w.profile.rows, w.first_at, w.last_at, _sketch(w),
                               dict(w.rejected))) for wid, w in dirty], now)
-        except SQLAlchemyError:
+        except StoreUnavailable:
             if rejected:  # keep the counts for the next try
                 with self._rejected_lock:
                     self._rejected.update(rejected)
@@ -294,21 +294,21 @@ class WindowManager:
             w.dirty = False
 
     def _seal_if_old(self, now: float) -> None:
-        wid = self.store.counter(self._counter) // self.window_rows
+        wid = self.store.windows.counter(self._counter) // self.window_rows
         self._current = max(self._current, wid)
-        started = self.store.open_window_started(self.model, wid)
+        started = self.store.windows.open_window_started(self.model, wid)
         if started is not None and now - started >= self.window_seconds:
-            rows = self.store.seal(self.model, self._counter, wid, self.window_rows, now)
+            rows = self.store.windows.seal(self.model, self._counter, wid, self.window_rows, now)
             if rows is not None:
                 log.info("window %d sealed by time with %d rows", wid, rows)
 
     def _evaluate_ready(self, now: float, closed: list[ClosedWindow]) -> None:
-        for wid, rows, expected in self.store.closable(self.model, self.window_rows, now - self.stale_seconds,
+        for wid, rows, expected in self.store.windows.closable(self.model, self.window_rows, now - self.stale_seconds,
                                                        self._current):
-            if not self.store.claim(self.model, wid, self.worker, now):
+            if not self.store.windows.claim(self.model, wid, self.worker, now):
                 self._open.pop(wid, None)
                 continue
-            partials = self.store.partials(self.model, wid)
+            partials = self.store.windows.partials(self.model, wid)
             merged = self.reference.empty_like()
             rejected: Counter = Counter()
             served = ServingSketch()
@@ -326,7 +326,7 @@ class WindowManager:
             d["serving"] = served.summary()
             if d["started_at"] is None:
                 d["started_at"] = d["ended_at"] = now
-            if self.store.finish(self.model, wid, self.worker, d, rows, expected, started, ended, now,
+            if self.store.windows.finish(self.model, wid, self.worker, d, rows, expected, started, ended, now,
                                  sketch=merged.to_dict()):
                 self._evaluated += 1
                 closed.append(ClosedWindow(report, rows, expected, d["serving"], d))

@@ -143,7 +143,7 @@ def test_two_workers_one_delivery_per_transition_even_when_the_sender_dies(tmp_p
             traffic(c, demo_rows, rng, 9, shift=shift)
             assert wait_for(lambda: ("texture", SHIFTED, "firing") in notices(rx)), notices(rx)
             store = Store(f"sqlite:///{data / 'vigil.db'}")
-            (row,) = [r for r in store.outbox_rows(demo_tags["classifier"]) if r["key"].endswith("firing#webhook:0")]
+            (row,) = [r for r in store.alerts.outbox_rows(demo_tags["classifier"]) if r["key"].endswith("firing#webhook:0")]
             sender = int(row["claimed_by"].split(":")[1])
             assert sender in worker_pids(server)
             os.kill(sender, signal.SIGKILL)                      # the worker that sent the firing dies
@@ -152,7 +152,7 @@ def test_two_workers_one_delivery_per_transition_even_when_the_sender_dies(tmp_p
                 traffic(fresh, demo_rows, rng, 9)               # served by the survivor (or a respawn)
             assert wait_for(lambda: ("texture", SHIFTED, "resolved") in notices(rx)), notices(rx)
             time.sleep(2.0)                                     # time for any duplicate to show up
-            rows = store.outbox_rows(demo_tags["classifier"])
+            rows = store.alerts.outbox_rows(demo_tags["classifier"])
             store.dispose()
     got = Counter(notices(rx))
     assert got == Counter({("texture", SHIFTED, "firing"): 1, ("texture", SHIFTED, "resolved"): 1}), got

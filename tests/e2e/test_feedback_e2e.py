@@ -14,7 +14,6 @@ import httpx
 import numpy as np
 import pytest
 
-from monitoring.store import Store
 from tests.support.server import kill_hard, serve
 
 pytestmark = pytest.mark.e2e
@@ -63,15 +62,15 @@ def test_acknowledged_outcomes_survive_kill_9(tmp_path, demo_tags, backend):
     assert len(acked) >= 100, "the clients should have been acknowledged many outcomes before the kill"
     with serve(tmp_path, env) as server:  # restart on the same store
         assert httpx.get(server.url + "/monitoring/performance", timeout=10).status_code == 200
-    store = Store(url)
-    from sqlalchemy import func, select
+    from sqlalchemy import create_engine, func, select
 
-    from monitoring.store import outcomes
+    from monitoring.store.tables import outcomes
 
-    with store.engine.connect() as c:
+    engine = create_engine(url)  # the test's own connection: the store exposes no SQL
+    with engine.connect() as c:
         rows = c.execute(select(outcomes.c.okey, func.count()).where(
             outcomes.c.model == demo_tags["classifier"], outcomes.c.okey.in_(acked)).group_by(outcomes.c.okey)).all()
-    store.dispose()
+    engine.dispose()
     counts = dict(rows)
     missing = [k for k in acked if k not in counts]
     assert not missing, f"{len(missing)} acknowledged outcomes lost"

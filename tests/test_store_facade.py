@@ -1,0 +1,72 @@
+"""The Store facade: adopted references, and retention composed over every sub-store.
+On SQLite, and on Postgres when VIGIL_TEST_POSTGRES_URL is set."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from monitoring.store import Store
+
+PG = os.environ.get("VIGIL_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
+    not PG, reason="VIGIL_TEST_POSTGRES_URL not set (.ci/run sets it for the local Postgres)"))]
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    s = Store(f"sqlite:///{tmp_path / 'v.db'}" if request.param == "sqlite" else PG)
+    yield s
+    s.dispose()
+
+
+def model() -> str:
+    return f"m-{uuid.uuid4().hex[:10]}"
+
+
+def test_store_says_where_it_is(store):
+    assert store.dialect in ("sqlite", "postgresql") and store.url.startswith(store.dialect)
+
+
+def test_adopted_references_count_up_from_the_registered_one(store):
+    m = model()
+    assert store.references.version(m) == 0 and store.references.get(m, 1) is None
+    assert store.references.adopt(m, 7, {"rows": 100}, "ops", 1.0) == 1
+    assert store.references.adopt(m, 9, {"rows": 200}, None, 2.0) == 2
+    assert store.references.version(m) == 2
+    assert store.references.get(m, 1) == (7, {"rows": 100})
+
+
+def predict(store, m, rid, window, t):
+    store.outcomes.log_predictions([{
+        "model": m, "request_id": rid, "row_index": 0, "seq": window, "window_id": window, "predicted_at": t,
+        "client_request_id": None, "instance_id": None, "class_code": 1, "value": None, "proba": None,
+        "trace_id": None, "features": None}])
+
+
+def evaluated(store, m, window):
+    assert store.windows.claim(m, window, "w", 1.0)
+    assert store.windows.finish(m, window, "w", {"window_id": window}, 1, 1, 1.0, 1.0, 1.0)
+    store.outcomes.save_performance(m, window, {"window_id": window}, True, 0, 1.0)
+
+
+def test_retention_drops_the_results_of_windows_whose_predictions_are_gone(store):
+    m = model()
+    for w, t in ((0, 100.0), (1, 100.0), (2, 1000.0)):
+        predict(store, m, f"r{w}", w, t)
+        evaluated(store, m, w)
+    deleted = store.purge(m, before=500.0)
+    assert deleted == {"predictions": 2, "outcomes": 0, "performance": 2, "window_results": 2, "alert_history": 0}
+    assert [r.window_id for r in store.windows.recent(m)] == [2]
+    assert list(store.outcomes.performance_state(m)) == [2]
+
+
+def test_retention_keeps_window_results_when_no_prediction_is_left(store):
+    m = model()
+    predict(store, m, "r0", 0, 100.0)
+    evaluated(store, m, 0)
+    deleted = store.purge(m, before=500.0)
+    assert deleted == {"predictions": 1, "outcomes": 0, "alert_history": 0}  # as before the split
+    assert [r.window_id for r in store.windows.recent(m)] == [0]
