@@ -20,6 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from tests.support.backends import BACKENDS, store_url  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def bentoml_home() -> Path:
@@ -125,3 +127,13 @@ def demo_tags_reference_sd(demo_tags) -> dict[str, float]:
 
     prof = load(demo_tags["classifier"]).profile
     return {k: float(np.sqrt(s.variance)) for k, s in prof.numeric.items()}
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    """A fresh :class:`~monitoring.store.Store` on each backend (tests use unique model names)."""
+    from monitoring.store import Store
+
+    s = Store(store_url(request.param, tmp_path))
+    yield s
+    s.dispose()

@@ -4,7 +4,6 @@ caller ids, privacy rules, and performance over time with a label flip (CBPE bes
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -17,9 +16,7 @@ import pytest
 from tests.support.server import kill_hard, serve
 
 pytestmark = pytest.mark.e2e
-PG = os.environ.get("VIGIL_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
-    not PG, reason="VIGIL_TEST_POSTGRES_URL not set (.ci/run sets it for the local Postgres)"))]
+from tests.support.backends import BACKENDS, PG
 
 
 def store_env(backend: str, tmp_path) -> tuple[dict, str]:

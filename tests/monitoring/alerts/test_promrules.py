@@ -57,7 +57,7 @@ def test_rendered_file_keeps_the_hysteresis_and_lists_what_it_skips(tmp_path):
     assert by["vigil_feature_drift"]["labels"] == {"severity": "warning", "vigil_rule": "feature_drift",
                                                   "vigil_model": "m:1"}
     assert "budget" in by["vigil_error_rate"]["annotations"]["vigil_derivation"]
-    promtool = Path(__file__).resolve().parents[1] / ".tools/prometheus/usr/bin/promtool"
+    promtool = Path(__file__).resolve().parents[3] / ".tools/prometheus/usr/bin/promtool"
     if not promtool.exists() and shutil.which("promtool") is None:
         pytest.fail("promtool not found: run `make prometheus` (make test does)")
     f = tmp_path / "rules.yml"

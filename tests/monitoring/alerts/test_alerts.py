@@ -5,7 +5,6 @@ whichever worker reports it."""
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 
@@ -226,9 +225,7 @@ def test_performance_observations_wait_for_final_windows():
 
 # -- the engine: store, outbox, silences, acknowledgements -------------------------
 
-PG = os.environ.get("VIGIL_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
-    not PG, reason="VIGIL_TEST_POSTGRES_URL not set (.ci/run sets it for the local Postgres)"))]
+from tests.support.backends import BACKENDS, PG
 
 
 def clean_store(url: str) -> Store:

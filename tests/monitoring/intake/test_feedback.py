@@ -3,7 +3,6 @@ caller ids, expiry. On SQLite, and on Postgres when VIGIL_TEST_POSTGRES_URL is s
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 
@@ -14,19 +13,9 @@ from monitoring.intake.outcomes import FeedbackInvalid, parse_outcomes
 from monitoring.schema import FeatureSpec, ModelSchema
 from monitoring.store import OutcomeConflict, Store, StoreUnavailable
 
-PG = os.environ.get("VIGIL_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
-    not PG, reason="VIGIL_TEST_POSTGRES_URL not set (.ci/run sets it for the local Postgres)"))]
 CLF = ModelSchema((FeatureSpec("x", "numeric", "float"),), task="classification", classes=("ham", "spam"))
 REG = ModelSchema((FeatureSpec("x", "numeric", "float"),), task="regression")
 NOW = time.time()
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request, tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'v.db'}" if request.param == "sqlite" else PG)
-    yield s
-    s.dispose()
 
 
 def model() -> str:

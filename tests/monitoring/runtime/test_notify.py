@@ -17,7 +17,8 @@ from monitoring.metrics import Metrics
 from monitoring.runtime.notifier import LogSink, Notifier, OtelSink, WebhookSink
 from monitoring.store import Store
 from tests.support.webhook import Receiver
-from tests.test_alerts import BACKENDS, CTX, PG, Clock, clean_store, report
+from tests.monitoring.alerts.test_alerts import CTX, Clock, clean_store, report
+from tests.support.backends import BACKENDS, PG
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ store going away. Runs on SQLite, and on Postgres when VIGIL_TEST_POSTGRES_URL i
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import numpy as np
@@ -17,17 +16,6 @@ from monitoring.intake.validation import ValidatedBatch
 from monitoring.runtime.windows import WindowConfig, WindowManager
 from tests.support import synth
 
-PG = os.environ.get("VIGIL_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
-    not PG, reason="VIGIL_TEST_POSTGRES_URL not set (.ci/run sets it for the local Postgres)"))]
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'vigil.db'}" if request.param == "sqlite" else PG
-    s = Store(url)
-    yield s
-    s.dispose()
 
 
 @pytest.fixture(scope="module")

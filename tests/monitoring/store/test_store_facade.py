@@ -3,23 +3,10 @@ On SQLite, and on Postgres when VIGIL_TEST_POSTGRES_URL is set."""
 
 from __future__ import annotations
 
-import os
 import uuid
 
-import pytest
-
-from monitoring.store import Store
-
-PG = os.environ.get("VIGIL_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
-    not PG, reason="VIGIL_TEST_POSTGRES_URL not set (.ci/run sets it for the local Postgres)"))]
 
 
-@pytest.fixture(params=BACKENDS)
-def store(request, tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'v.db'}" if request.param == "sqlite" else PG)
-    yield s
-    s.dispose()
 
 
 def model() -> str:
