@@ -26,13 +26,13 @@ independent under no change.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from monitoring.alerts.series import SERIES, SeriesName
+from monitoring.values import finite_or_none
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -132,15 +132,15 @@ def evaluate_condition(rule: RuleSpec, obs: Obs) -> bool | None:
     """True (abnormal), False (normal) or None (no data: neither counts)."""
     if rule.outside_band:
         return obs.outside
-    v = obs.value
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+    v = finite_or_none(obs.value)
+    if v is None:
         return None
     if rule.above is not None:
         return v > rule.above
     if rule.below is not None:
         return v < rule.below
-    ref = obs.reference
-    if ref is None or not math.isfinite(ref):
+    ref = finite_or_none(obs.reference)
+    if ref is None:
         return None
     delta = v - ref
     if rule.direction == "up" and delta <= 0 or rule.direction == "down" and delta >= 0:

@@ -68,7 +68,7 @@ import threading  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 from monitoring.stats.drift import size_grid  # noqa: E402
-from monitoring.stats.evaluate import finite as _finite  # noqa: E402
+from monitoring.values import json_ready  # noqa: E402
 
 _UNIT_INTERVAL = frozenset(("accuracy", "precision", "recall", "f1", "roc_auc"))
 HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True,
@@ -332,4 +332,4 @@ def window_performance(task: str, window_id: int, data: dict, baseline: Baseline
     out["status"] = status
     out["alerting"] = bool(status == "ok" and baseline is not None and not baseline.in_sample)
     out["computed_at"] = now
-    return _finite(out)
+    return json_ready(out)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from monitoring.alerts import AlertState
+from monitoring.values import finite_or_none
 
 # Tables live on the store's metadata (imported by store.py, which creates them).
 from monitoring.store.tables import metadata
@@ -168,7 +169,7 @@ class _AlertStore:
                    clear_ack: bool = False) -> None:
         vals: dict[str, Any] = dict(state=st.state, bad=st.bad, good=st.good, pending_since=st.pending_since,
                                     fired_at=st.fired_at, resolved_at=st.resolved_at, last_window=st.last_window,
-                                    seq=st.seq, value=_num(st.value), severity=severity, changed_at=now)
+                                    seq=st.seq, value=finite_or_none(st.value), severity=severity, changed_at=now)
         if evidence is not None:
             vals["evidence"] = json.dumps(evidence)
         if data is not None:
@@ -400,10 +401,3 @@ def _distinct(traces, n: int) -> list[str]:
             if len(out) == n:
                 break
     return out
-
-
-def _num(v: float | None) -> float | None:
-    if v is None:
-        return None
-    v = float(v)
-    return v if v == v and abs(v) != float("inf") else None
