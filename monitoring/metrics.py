@@ -25,7 +25,6 @@ _ROW_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 ENDPOINTS = ("predict", "feedback", "monitoring", "admin", "other")
 OUTCOMES = (N.OUTCOME_OK, N.OUTCOME_CLIENT_ERROR, N.OUTCOME_SERVER_ERROR)
 SIGNALS = ("spans", "metrics", "logs")
-PERF_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mse", "rmse", "mae", "r2", "mape")
 
 
 @dataclass(frozen=True)
@@ -105,13 +104,13 @@ DEFINITIONS: tuple[MetricDef, ...] = (
     MetricDef(N.M_WINDOW_ROWS, "gauge", "Rows in the last closed window.", "{row}", multiprocess_mode="mostrecent"),
     MetricDef(N.M_WINDOWS_CLOSED, "counter", "Monitoring windows evaluated."),
     MetricDef(N.M_PERF_REALIZED, "gauge", "Realized performance of the last scored window.",
-              labels={N.L_METRIC: PERF_METRICS}, multiprocess_mode="mostrecent"),
+              labels={N.L_METRIC: N.PERF_METRICS}, multiprocess_mode="mostrecent"),
     MetricDef(N.M_PERF_ESTIMATED, "gauge", "Label-free (CBPE) estimate for the last scored window.",
-              labels={N.L_METRIC: PERF_METRICS}, multiprocess_mode="mostrecent"),
+              labels={N.L_METRIC: N.PERF_METRICS}, multiprocess_mode="mostrecent"),
     MetricDef(N.M_PERF_BAND_LOWER, "gauge", "Lower edge of the expected band at the window's label count.",
-              labels={N.L_METRIC: PERF_METRICS}, multiprocess_mode="mostrecent"),
+              labels={N.L_METRIC: N.PERF_METRICS}, multiprocess_mode="mostrecent"),
     MetricDef(N.M_PERF_BAND_UPPER, "gauge", "Upper edge of the expected band at the window's label count.",
-              labels={N.L_METRIC: PERF_METRICS}, multiprocess_mode="mostrecent"),
+              labels={N.L_METRIC: N.PERF_METRICS}, multiprocess_mode="mostrecent"),
     MetricDef(N.M_LABEL_COVERAGE, "gauge", "Share of the last scored window's predictions with an outcome.",
               multiprocess_mode="mostrecent"),
     MetricDef(N.M_LABEL_DELAY, "gauge", "Median label delay of the last scored window.", "s",

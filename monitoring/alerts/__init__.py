@@ -7,11 +7,12 @@ conditions) <- ``state`` (the transition function) and ``defaults`` (budget, def
 rules, label checks) <- ``observers`` <- ``promql``.
 """
 
-from monitoring.alerts.defaults import (TASK_METRICS, Budget, DefaultContext, DerivedRule, RuleContext,
+from monitoring.alerts.defaults import (Budget, DefaultContext, DerivedRule, RuleContext,
                                         active_rules, check_labels, default_rules, merge_rules)
 from monitoring.alerts.rules import Obs, RuleSpec, Severity, WebhookSpec, evaluate_condition
 from monitoring.alerts.series import SERIES, SeriesDef, SeriesName
 from monitoring.alerts.state import AlertState, State, Transition, step
+from monitoring.names import TASK_METRICS
 
 __all__ = ["TASK_METRICS", "Budget", "DefaultContext", "DerivedRule", "RuleContext", "active_rules",
            "check_labels", "default_rules", "merge_rules", "Obs", "RuleSpec", "Severity", "WebhookSpec",

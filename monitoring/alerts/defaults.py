@@ -133,11 +133,6 @@ class RuleContext:
     error_rate: float
 
 
-#: The metrics a ``performance.*`` rule may name, per task (what ``window_performance`` reports).
-TASK_METRICS = {"classification": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
-                "regression": ("mse", "rmse", "mae", "r2", "mape")}
-
-
 def check_labels(rules: list[DerivedRule], ctx: RuleContext) -> None:
     """A rule's label must name something the model has."""
     for d in rules:
