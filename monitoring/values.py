@@ -7,10 +7,9 @@ A leaf: imports nothing of Vigil, so every layer may use it.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import fields, is_dataclass
 from typing import Any
-
-import numpy as np
 
 
 def finite_or_none(v: Any) -> float | None:
@@ -32,7 +31,8 @@ def json_ready(v: Any) -> Any:
     >>> json_ready({"a": (1, float("inf"))})
     {'a': [1, None]}
     """
-    if isinstance(v, np.generic):
+    np = sys.modules.get("numpy")  # not imported: then nothing is a numpy scalar (and config stays light)
+    if np is not None and isinstance(v, np.generic):
         v = v.item()
     if isinstance(v, float):
         return finite_or_none(v)
