@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from monitoring.alerts.rules import RuleSpec
-from monitoring.alerts.series import SERIES
+from monitoring.alerts.series import SERIES, RuleContext
 
 # -- default rules ---------------------------------------------------------------------
 
@@ -119,18 +119,6 @@ def merge_rules(defaults: list[DerivedRule], configured: list[RuleSpec]) -> list
     for r in configured:
         by_name[r.name] = DerivedRule(r, "configured")
     return [d for d in by_name.values() if d.rule.enabled]
-
-
-@dataclass
-class RuleContext:
-    """What observations need beyond the window report."""
-
-    features: tuple[str, ...]
-    classes: tuple[str, ...]
-    metrics: tuple[str, ...]
-    reference_rows: int
-    drift_alpha: float
-    error_rate: float
 
 
 def check_labels(rules: list[DerivedRule], ctx: RuleContext) -> None:
