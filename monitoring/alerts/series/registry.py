@@ -85,6 +85,8 @@ class Gauge:
 
 @dataclass(frozen=True)
 class Series:
+    """One monitored series: everything about it, found by its name (see the module docstring)."""
+
     name: str
     source: Literal["window", "performance"]
     #: what the instance label names (None: one value per window)
@@ -138,6 +140,7 @@ def band_rate(rule: "RuleSpec", ctx: RuleContext) -> float:
 
 
 def rows_of(report: Mapping[str, Any]) -> int:
+    """Rows in the window (0 where the report has none)."""
     return int(report.get("rows") or 0)
 
 
