@@ -8,6 +8,9 @@ multiprocess registry, so one ``/metrics`` scrape sums the counters of every wor
 
 Label values are bounded: each label accepts only the values its definition lists
 (anything else is recorded as ``other``), so no user input can create new series.
+
+Who sets what: the per-window gauges of the monitored series are published by
+:mod:`monitoring.alerts.gauges`, from each series' registry entry; the rest by the runtime.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ _ROW_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 ENDPOINTS = ("predict", "feedback", "monitoring", "admin", "other")
 OUTCOMES = (N.OUTCOME_OK, N.OUTCOME_CLIENT_ERROR, N.OUTCOME_SERVER_ERROR)
 SIGNALS = ("spans", "metrics", "logs")
-PERF_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mse", "rmse", "mae", "r2", "mape")
 
 
 @dataclass(frozen=True)
@@ -105,13 +107,13 @@ DEFINITIONS: tuple[MetricDef, ...] = (
     MetricDef(N.M_WINDOW_ROWS, "gauge", "Rows in the last closed window.", "{row}", multiprocess_mode="mostrecent"),
     MetricDef(N.M_WINDOWS_CLOSED, "counter", "Monitoring windows evaluated."),
     MetricDef(N.M_PERF_REALIZED, "gauge", "Realized performance of the last scored window.",
-              labels={N.L_METRIC: PERF_METRICS}, multiprocess_mode="mostrecent"),
+              labels={N.L_METRIC: N.PERF_METRICS}, multiprocess_mode="mostrecent"),
     MetricDef(N.M_PERF_ESTIMATED, "gauge", "Label-free (CBPE) estimate for the last scored window.",
-              labels={N.L_METRIC: PERF_METRICS}, multiprocess_mode="mostrecent"),
+              labels={N.L_METRIC: N.PERF_METRICS}, multiprocess_mode="mostrecent"),
     MetricDef(N.M_PERF_BAND_LOWER, "gauge", "Lower edge of the expected band at the window's label count.",
-              labels={N.L_METRIC: PERF_METRICS}, multiprocess_mode="mostrecent"),
+              labels={N.L_METRIC: N.PERF_METRICS}, multiprocess_mode="mostrecent"),
     MetricDef(N.M_PERF_BAND_UPPER, "gauge", "Upper edge of the expected band at the window's label count.",
-              labels={N.L_METRIC: PERF_METRICS}, multiprocess_mode="mostrecent"),
+              labels={N.L_METRIC: N.PERF_METRICS}, multiprocess_mode="mostrecent"),
     MetricDef(N.M_LABEL_COVERAGE, "gauge", "Share of the last scored window's predictions with an outcome.",
               multiprocess_mode="mostrecent"),
     MetricDef(N.M_LABEL_DELAY, "gauge", "Median label delay of the last scored window.", "s",
@@ -236,53 +238,3 @@ class Metrics:
 
     def __getitem__(self, name: str) -> Instrument:
         return self._instruments[name]
-
-
-def publish_report(metrics: Metrics, report) -> None:
-    """Export a closed window's :class:`~monitoring.stats.evaluate.WindowReport` as gauges."""
-    metrics[N.M_WINDOWS_CLOSED].add(1)
-    metrics[N.M_WINDOW_ROWS].set(report.rows)
-    if report.too_small:
-        return
-    for f in report.features:
-        metrics[N.M_DRIFT_SCORE].set(f.score, feature=f.feature)
-        metrics[N.M_DRIFT_FLAG].set(1.0 if f.flagged else 0.0, feature=f.feature)
-    metrics[N.M_DRIFT_SHARE].set(report.share_drifted)
-    if report.multivariate is not None:
-        metrics[N.M_DRIFT_MULTIVARIATE].set(report.multivariate.score)
-    for q in report.quality:
-        metrics[N.M_QUALITY_MISSING].set(q.missing_rate, feature=q.feature)
-        if q.out_of_range_rate is not None:
-            metrics[N.M_QUALITY_OUT_OF_RANGE].set(q.out_of_range_rate, feature=q.feature)
-        if q.unseen_rate is not None:
-            metrics[N.M_QUALITY_UNSEEN].set(q.unseen_rate, feature=q.feature)
-    p = report.predictions
-    if p is not None:
-        metrics[N.M_PREDICTION_DRIFT_PVALUE].set(p.p_value)
-        for cls, share in (p.class_share or {}).items():
-            metrics[N.M_PREDICTION_CLASS_SHARE].set(share, **{N.L_CLASS: cls})
-        if p.mean_confidence is not None:
-            metrics[N.M_PREDICTION_CONFIDENCE].set(p.mean_confidence)
-        if p.mean is not None:
-            metrics[N.M_PREDICTION_MEAN].set(p.mean)
-        if p.variance is not None and p.variance == p.variance:
-            metrics[N.M_PREDICTION_VARIANCE].set(p.variance)
-
-
-def publish_performance(metrics: Metrics, result: dict) -> None:
-    """Export one scored window (see :func:`monitoring.stats.performance.window_performance`)."""
-    metrics[N.M_LABEL_COVERAGE].set(result["coverage"])
-    if result.get("label_delay_seconds"):
-        metrics[N.M_LABEL_DELAY].set(result["label_delay_seconds"]["p50"])
-    for k, v in (result.get("estimated") or {}).items():
-        if v.get("value") is not None:
-            metrics[N.M_PERF_ESTIMATED].set(v["value"], metric=k)
-    if result.get("status") == "insufficient labels":
-        return
-    for k, v in (result.get("realized") or {}).items():
-        if v is not None:
-            metrics[N.M_PERF_REALIZED].set(v, metric=k)
-    for k, (lo, hi) in (result.get("band") or {}).items():
-        if lo is not None and hi is not None:
-            metrics[N.M_PERF_BAND_LOWER].set(lo, metric=k)
-            metrics[N.M_PERF_BAND_UPPER].set(hi, metric=k)

@@ -1,10 +1,13 @@
-"""Every metric name, span name and attribute key Vigil emits, in one place.
+"""Every metric name, span name and attribute key Vigil emits, in one place, and the
+bounded sets of label values (outcomes, validation error kinds, performance metrics).
 
 What is ours lives under the ``vigil.`` prefix (OTel) / ``vigil_`` (Prometheus);
 what is standard follows OpenTelemetry semantic conventions.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 # --- span names -------------------------------------------------------------
 SPAN_VALIDATE = "vigil.validate"
@@ -80,6 +83,40 @@ M_PREDICTIONS_LOGGED = "vigil.predictions.logged"
 M_ALERTS_FIRING = "vigil.alerts.firing"
 M_ALERT_TRANSITIONS = "vigil.alerts.transitions"
 M_ALERT_NOTIFICATIONS = "vigil.alerts.notifications"
+
+# --- performance metrics (values of the ``metric`` label) ---------------------------
+
+@dataclass(frozen=True)
+class PerformanceMetric:
+    """One model-performance metric: its name, the task it applies to, which way is better,
+    and the range its expected band is clipped to (None: that side is left open)."""
+
+    name: str
+    task: str
+    higher_is_better: bool
+    lower: float | None
+    upper: float | None
+
+
+#: Every performance metric Vigil computes, reports and alerts on, defined once.
+PERFORMANCE_METRICS: dict[str, PerformanceMetric] = {m.name: m for m in (
+    PerformanceMetric("accuracy", "classification", True, 0.0, 1.0),
+    PerformanceMetric("precision", "classification", True, 0.0, 1.0),
+    PerformanceMetric("recall", "classification", True, 0.0, 1.0),
+    PerformanceMetric("f1", "classification", True, 0.0, 1.0),
+    PerformanceMetric("roc_auc", "classification", True, 0.0, 1.0),
+    PerformanceMetric("log_loss", "classification", False, 0.0, None),
+    PerformanceMetric("mse", "regression", False, 0.0, None),
+    PerformanceMetric("rmse", "regression", False, 0.0, None),
+    PerformanceMetric("mae", "regression", False, 0.0, None),
+    PerformanceMetric("r2", "regression", True, None, None),
+    PerformanceMetric("mape", "regression", False, 0.0, None),
+)}
+PERF_METRICS = tuple(PERFORMANCE_METRICS)
+#: The metrics a ``performance.*`` rule may name, per task (what ``window_performance`` reports).
+TASK_METRICS = {task: tuple(m.name for m in PERFORMANCE_METRICS.values() if m.task == task)
+                for task in ("classification", "regression")}
+HIGHER_IS_BETTER = {m.name: m.higher_is_better for m in PERFORMANCE_METRICS.values()}
 
 # --- alert span / log names -------------------------------------------------------
 SPAN_ALERT = "vigil.alert"

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from monitoring.alerts.rules import RuleSpec
-from monitoring.alerts.series import SERIES
+from monitoring.alerts.series import SERIES, RuleContext
 
 # -- default rules ---------------------------------------------------------------------
 
@@ -119,23 +119,6 @@ def merge_rules(defaults: list[DerivedRule], configured: list[RuleSpec]) -> list
     for r in configured:
         by_name[r.name] = DerivedRule(r, "configured")
     return [d for d in by_name.values() if d.rule.enabled]
-
-
-@dataclass
-class RuleContext:
-    """What observations need beyond the window report."""
-
-    features: tuple[str, ...]
-    classes: tuple[str, ...]
-    metrics: tuple[str, ...]
-    reference_rows: int
-    drift_alpha: float
-    error_rate: float
-
-
-#: The metrics a ``performance.*`` rule may name, per task (what ``window_performance`` reports).
-TASK_METRICS = {"classification": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
-                "regression": ("mse", "rmse", "mae", "r2", "mape")}
 
 
 def check_labels(rules: list[DerivedRule], ctx: RuleContext) -> None:

@@ -1,7 +1,9 @@
 """Prometheus alerting rules equivalent to Vigil's active alert rules, over the series
 Vigil exports on ``/metrics``.
 
-Per-window checks become expressions over the per-window gauges (a gauge holds the last
+Each series' registry entry carries its PromQL form (:class:`~monitoring.alerts.promexpr.PromQL`:
+the metric it reads, its value per instance, its band, its reference values); this module
+applies a rule's condition to that form and writes the rules file. Per-window checks become expressions over the per-window gauges (a gauge holds the last
 closed window's value until the next one closes), so ``for_windows = N`` becomes
 ``for: (N - 1) x window_seconds`` and ``resolve_windows = M`` becomes
 ``keep_firing_for: (M - 1) x window_seconds``: exact when windows close by time, and
@@ -20,111 +22,48 @@ estimated-performance band) are listed in the file's header and skipped.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import yaml
 
 from monitoring import names as N
-from monitoring.alerts import SERIES, DerivedRule, RuleSpec
-
-_GAUGE = {
-    "drift.score": (N.M_DRIFT_SCORE, "feature"),
-    "drift.share": (N.M_DRIFT_SHARE, None),
-    "drift.multivariate": (N.M_DRIFT_MULTIVARIATE, None),
-    "quality.missing_rate": (N.M_QUALITY_MISSING, "feature"),
-    "quality.out_of_range_rate": (N.M_QUALITY_OUT_OF_RANGE, "feature"),
-    "quality.unseen_rate": (N.M_QUALITY_UNSEEN, "feature"),
-    "prediction.class_share": (N.M_PREDICTION_CLASS_SHARE, "class"),
-    "prediction.confidence": (N.M_PREDICTION_CONFIDENCE, None),
-    "prediction.drift": (N.M_PREDICTION_DRIFT_PVALUE, None),
-    "prediction.mean": (N.M_PREDICTION_MEAN, None),
-    "prediction.variance": (N.M_PREDICTION_VARIANCE, None),
-    "system.cpu": (N.M_PROCESS_CPU, None),
-    "system.memory": (N.M_PROCESS_RSS, None),
-    "performance.realized": (N.M_PERF_REALIZED, "metric"),
-    "performance.estimated": (N.M_PERF_ESTIMATED, "metric"),
-    "label.coverage": (N.M_LABEL_COVERAGE, None),
-}
-
-
-def _sel(_name: str, **labels: str) -> str:
-    inner = ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items() if v is not None)
-    return f"{N.prometheus_name(_name)}{{{inner}}}" if inner else N.prometheus_name(_name)
-
-
-def _esc(v: str) -> str:
-    return str(v).replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _dur(seconds: float) -> str:
-    return f"{max(0, int(math.ceil(seconds)))}s"
-
-
-def _num(v: float) -> str:
-    return repr(float(v))
+from monitoring.alerts.defaults import DerivedRule
+from monitoring.alerts.promexpr import Exprs, PromEnv, duration, number
+from monitoring.alerts.rules import RuleSpec
+from monitoring.alerts.series import SERIES
 
 
 def expressions(rule: RuleSpec, *, window_seconds: float, drift_alpha: float, error_rate: float,
                 references: Mapping[str, Mapping[str, float]] | None = None,
-                higher_is_better: Mapping[str, bool] | None = None) -> list[tuple[str | None, str]] | str:
-    """[(instance, PromQL)] for one rule, or a string saying why it has no PromQL form."""
-    s = rule.series
-    refs = (references or {}).get(s, {})
-    w = _dur(window_seconds)
-    if s == "serving.error_rate":
-        total = f'sum(increase({_sel(N.M_REQUESTS + ".total", endpoint="predict")}[{w}]))'
-        errors = f'sum(increase({_sel(N.M_REQUESTS + ".total", endpoint="predict", outcome="server_error")}[{w}]))'
-        if rule.outside_band:
-            from scipy.stats import norm
-
-            z = float(norm.isf(rule.band_rate or drift_alpha))
-            p0 = error_rate
-            return [(None, f"{errors} > ({total} * {_num(p0)} + {_num(z)} * sqrt({total} * {_num(p0 * (1 - p0))}))")]
-        ratio = f"({errors} / {total})"
-        return _compare(rule, [(None, ratio, error_rate)])
-    if s.startswith("serving.latency_"):
-        q = {"serving.latency_p50": 0.5, "serving.latency_p95": 0.95, "serving.latency_p99": 0.99}[s]
-        buckets = _sel(N.M_REQUEST_DURATION + ".bucket", endpoint="predict")
-        now = f"histogram_quantile({q}, sum by (le) (rate({buckets}[{w}])))"
-        if rule.outside_band:
-            hist = _dur(12 * window_seconds)
-            base = f"histogram_quantile(0.99, sum by (le) (rate({buckets}[{hist}] offset {w})))"
-            return [(None, f"{now} > 2 * {base}")]
-        if rule.relative_change is not None:
-            return "relative_change of latency needs the recent baseline; use outside_band or above"
-        return _compare(rule, [(None, now, None)])
-    if s not in _GAUGE:
-        return f"series {s} has no exported gauge"
-    metric, label = _GAUGE[s]
+                higher_is_better: Mapping[str, bool] | None = None) -> Exprs | str:
+    """[(instance, PromQL)] for one rule, or a string saying why it has no PromQL form.
+    ``higher_is_better`` defaults to the performance-metric catalogue."""
+    series = SERIES[rule.series]
+    form = series.promql
+    if form is None:
+        return series.no_promql_reason
+    env = PromEnv(window_seconds, drift_alpha, error_rate, (references or {}).get(rule.series, {}),
+                  N.HIGHER_IS_BETTER if higher_is_better is None else higher_is_better)
     if rule.outside_band:
-        if s in ("drift.score", "drift.multivariate"):
-            return [(rule.label, f"{_sel(metric, **({label: rule.label} if label else {}))} >= 1")]
-        if s == "prediction.drift":
-            return [(None, f"{_sel(metric)} <= {_num(drift_alpha)}")]
-        if s == "performance.realized":
-            m = rule.label
-            better = (higher_is_better or {}).get(m, True)
-            bound = _sel(N.M_PERF_BAND_LOWER if better else N.M_PERF_BAND_UPPER, metric=m)
-            return [(m, f"{_sel(metric, metric=m)} {'<' if better else '>'} {bound}")]
-        return f"the {s} band is a per-window binomial/bootstrap test with no PromQL form"
-    if label is None:
-        return _compare(rule, [(None, _sel(metric), refs.get(""))])
-    instances = [rule.label] if rule.label is not None else sorted(refs) if rule.relative_change is not None else [None]
-    out = []
-    for inst in instances:
-        sel = _sel(metric, **({label: inst} if inst is not None else {}))
-        out.append((inst, sel, refs.get(inst) if inst is not None else None))
-    return _compare(rule, out)
+        return form.band(rule, env) if form.band is not None else form.no_band_reason
+    if rule.relative_change is not None and form.no_relative_reason is not None:
+        return form.no_relative_reason
+    if form.label is None:
+        return _compare(rule, [(None, form.value(None, env), form.reference(env))])
+    refs = env.references
+    instances = [rule.label] if rule.label is not None else sorted(refs) if rule.relative_change is not None \
+        else [None]
+    return _compare(rule, [(inst, form.value(inst, env), refs.get(inst) if inst is not None else None)
+                           for inst in instances])
 
 
-def _compare(rule: RuleSpec, items: list[tuple[str | None, str, float | None]]) -> list[tuple[str | None, str]] | str:
+def _compare(rule: RuleSpec, items: list[tuple[str | None, str, float | None]]) -> Exprs | str:
     out = []
     for inst, expr, ref in items:
         if rule.above is not None:
-            out.append((inst, f"{expr} > {_num(rule.above)}"))
+            out.append((inst, f"{expr} > {number(rule.above)}"))
         elif rule.below is not None:
-            out.append((inst, f"{expr} < {_num(rule.below)}"))
+            out.append((inst, f"{expr} < {number(rule.below)}"))
         elif rule.relative_change is not None:
             if ref is None:
                 return f"no reference value for {rule.series}" + (f" [{inst}]" if inst else "")
@@ -132,8 +71,8 @@ def _compare(rule: RuleSpec, items: list[tuple[str | None, str, float | None]]) 
             if ref == 0:
                 cond = {"up": f"{expr} > 0", "down": f"{expr} < 0", "both": f"{expr} != 0"}[rule.direction]
             else:
-                delta = f"({expr} - {_num(ref)})"
-                lim = _num(r * abs(ref))
+                delta = f"({expr} - {number(ref)})"
+                lim = number(r * abs(ref))
                 cond = {"up": f"{delta} > {lim}", "down": f"{delta} < -{lim}",
                         "both": f"abs{delta} > {lim}"}[rule.direction]
             out.append((inst, cond))
@@ -158,7 +97,7 @@ def render(rules: list[DerivedRule], *, model: str, window_seconds: float, drift
             entry: dict[str, Any] = {
                 "alert": f"vigil_{r.name}" + (f"_{_slug(inst)}" if inst and len(exprs) > 1 else ""),
                 "expr": expr,
-                "for": _dur(hold),
+                "for": duration(hold),
                 "labels": {"severity": r.severity, "vigil_rule": r.name, "vigil_model": model,
                            **({"vigil_instance": inst} if inst else {})},
                 "annotations": {
@@ -168,7 +107,7 @@ def render(rules: list[DerivedRule], *, model: str, window_seconds: float, drift
                 },
             }
             if r.resolve_windows > 1:
-                entry["keep_firing_for"] = _dur((r.resolve_windows - 1) * window_seconds)
+                entry["keep_firing_for"] = duration((r.resolve_windows - 1) * window_seconds)
             alerts.append(entry)
     header = [f"# Prometheus alerting rules for {model}, generated by `vigil alerts export-prometheus`.",
               f"# window_seconds={window_seconds:g}: for = (for_windows - 1) x window, "
@@ -182,26 +121,10 @@ def render(rules: list[DerivedRule], *, model: str, window_seconds: float, drift
 
 
 def references_from(profile, schema, baseline: Mapping[str, float]) -> dict[str, dict[str, float]]:
-    """Reference values per series and instance, for ``relative_change`` rules."""
-    refs: dict[str, dict[str, float]] = {"quality.missing_rate": {}, "prediction.class_share": {}}
-    for name, sk in profile.numeric.items():
-        refs["quality.missing_rate"][name] = sk.missing_rate
-    for name, sk in profile.categorical.items():
-        total = sk.n + sk.missing
-        refs["quality.missing_rate"][name] = sk.missing / total if total else 0.0
-    p = profile.predictions
-    if p.classes is not None:
-        total = float(p.classes.counts.sum())
-        for cls, c in zip(schema.classes, p.classes.counts):
-            refs["prediction.class_share"][str(cls)] = float(c) / total if total else 0.0
-    if p.confidence is not None and p.confidence.n:
-        refs["prediction.confidence"] = {"": p.confidence.mean}
-    if p.values is not None and p.values.n:
-        refs["prediction.mean"] = {"": p.values.mean}
-        refs["prediction.variance"] = {"": p.values.variance}
-    refs["performance.realized"] = dict(baseline)
-    refs["performance.estimated"] = dict(baseline)
-    return refs
+    """Reference values per series and instance, for ``relative_change`` rules (each
+    series' PromQL form says where its values come from)."""
+    return {name: s.promql.references(profile, schema, baseline) for name, s in SERIES.items()
+            if s.promql is not None and s.promql.references is not None}
 
 
 def _slug(v: str) -> str:

@@ -1,8 +1,9 @@
-"""Alert rules over the monitored series, and the alert state machine.
+"""Alert rules over the monitored series, and the conditions they test.
 
 A rule watches one *series* (a per-window figure: a feature's drift score, the error rate,
-realized accuracy...) and fires when its *condition* holds for enough consecutive windows
-(and, optionally, for long enough); it resolves after enough clean windows. Conditions:
+realized accuracy...; see :mod:`monitoring.alerts.series`) and fires when its *condition*
+holds for enough consecutive windows (and, optionally, for long enough); it resolves after
+enough clean windows. Conditions:
 
 - ``above: x`` / ``below: x``: the value crosses a fixed threshold;
 - ``outside_band: true``: the series' own calibrated check says the window is abnormal
@@ -11,28 +12,21 @@ realized accuracy...) and fires when its *condition* holds for enough consecutiv
 - ``relative_change: r`` (with ``direction``): ``|value - reference| / |reference| > r``
   against the reference profile's value (or the validation baseline for performance).
 
-State per (model, rule, instance): ``inactive -> pending -> firing -> resolved``, where an
-*instance* is the feature, class or metric the value belongs to (a per-feature rule has
-one alert per feature). :func:`step` is the pure transition function; the
-:class:`~monitoring.runtime.alert_engine.AlertEngine` runs it for every closed window and keeps
-the state in the store.
-
-Default rules: every model is guarded without configuration by :func:`default_rules`,
-whose consecutive-window counts (for checks with a fixed per-window false-alarm rate) or
-per-window rates (for checks whose rate can be set) are derived from a false-alert budget
-(``alert_false_alerts_per_week``, at the configured window length), assuming windows are
-independent under no change.
+:class:`RuleSpec` checks a rule against its series' registry entry (a band to test, a
+reference to compare with, a label to name); :func:`evaluate_condition` judges one
+observation. An *instance* is the feature, class or metric the value belongs to (a
+per-feature rule has one alert per feature); the state machine per (model, rule, instance)
+is :mod:`monitoring.alerts.state`, the default rules :mod:`monitoring.alerts.defaults`.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from monitoring.alerts.series import SERIES, SeriesName
+from monitoring.alerts.series import SERIES, Obs, SeriesName
+from monitoring.values import finite_or_none
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -113,34 +107,19 @@ class WebhookSpec(BaseModel):
         return v
 
 
-# -- observations --------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Obs:
-    """One series value of one window."""
-
-    value: float | None
-    reference: float | None = None
-    #: the calibrated check's verdict (None: not computable for this window)
-    outside: bool | None = None
-    #: the bound the check used, for the evidence (e.g. the largest acceptable count)
-    bound: str | None = None
-    n: int = 0
-
-
 def evaluate_condition(rule: RuleSpec, obs: Obs) -> bool | None:
     """True (abnormal), False (normal) or None (no data: neither counts)."""
     if rule.outside_band:
         return obs.outside
-    v = obs.value
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+    v = finite_or_none(obs.value)
+    if v is None:
         return None
     if rule.above is not None:
         return v > rule.above
     if rule.below is not None:
         return v < rule.below
-    ref = obs.reference
-    if ref is None or not math.isfinite(ref):
+    ref = finite_or_none(obs.reference)
+    if ref is None:
         return None
     delta = v - ref
     if rule.direction == "up" and delta <= 0 or rule.direction == "down" and delta >= 0:
@@ -148,5 +127,3 @@ def evaluate_condition(rule: RuleSpec, obs: Obs) -> bool | None:
     if ref == 0:
         return delta != 0
     return abs(delta) / abs(ref) > rule.relative_change
-
-

@@ -15,7 +15,6 @@ on a sink.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from monitoring.store import AlertTransaction, StoredAlert, StoreUnavailable
 from monitoring.alerts import (SERIES, AlertState, DerivedRule, Obs, RuleContext, RuleSpec, Transition, evaluate_condition,
                      step)
 from monitoring.alerts.observers import LATENCY_HISTORY, observe_performance, observe_window
+from monitoring.values import finite_or_none
 
 log = logging.getLogger("vigil.alerts")
 
@@ -273,7 +273,8 @@ class AlertEngine:
             "description": rule.description, "at": now,
             "window": {"id": wid, "started_at": report.get("started_at"), "ended_at": report.get("ended_at"),
                        "rows": report.get("rows")},
-            "value": _f(obs.value), "reference": _f(obs.reference), "threshold": _threshold(rule, obs),
+            "value": finite_or_none(obs.value), "reference": finite_or_none(obs.reference),
+            "threshold": _threshold(rule, obs),
             "observations": obs.n, "trace_ids": traces,
         }
         if self.trace_url:
@@ -332,20 +333,13 @@ def _payload(kind: str, evidence: dict[str, Any]) -> dict[str, Any]:
     return {"status": kind, "alert": evidence}
 
 
-def _f(v: Any) -> float | None:
-    if v is None:
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
 def _threshold(rule: RuleSpec, obs: Obs) -> Any:
     if rule.above is not None:
         return {"above": rule.above}
     if rule.below is not None:
         return {"below": rule.below}
     if rule.relative_change is not None:
-        return {"relative_change": rule.relative_change, "direction": rule.direction, "reference": _f(obs.reference)}
+        return {"relative_change": rule.relative_change, "direction": rule.direction, "reference": finite_or_none(obs.reference)}
     return {"band": SERIES[rule.series].band, "bound": obs.bound,
             **({"band_rate": rule.band_rate} if rule.band_rate is not None else {})}
 

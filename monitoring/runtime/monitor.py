@@ -42,7 +42,8 @@ import numpy as np
 from monitoring import names as N
 from monitoring.alerts import SERIES, TASK_METRICS, RuleContext, active_rules, check_labels
 from monitoring.config import Settings
-from monitoring.metrics import Metrics, publish_performance, publish_report
+from monitoring.alerts.gauges import publish_performance, publish_report
+from monitoring.metrics import Metrics
 from monitoring.runtime.alert_engine import AlertEngine, AlertOptions
 from monitoring.runtime.committer import GroupCommitter
 from monitoring.runtime.notifier import Notifier, build_sinks

@@ -11,7 +11,7 @@ flag a negligible shift. The exported *score* is ``min(effect / floor, alpha / p
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -19,6 +19,7 @@ import numpy as np
 from monitoring.stats import drift as D
 from monitoring.stats.profile import Profile, out_of_range
 from monitoring.schema import ModelSchema
+from monitoring.values import json_ready
 
 #: Evidently's rule: p-value tests on small references, distances on large ones.
 SMALL_REFERENCE = 1000
@@ -102,25 +103,9 @@ class WindowReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: non-finite numbers become None."""
-        d = finite(self)
+        d = json_ready(self)
         d["drifted"] = list(self.drifted)
         return d
-
-
-def finite(v: Any) -> Any:
-    """A JSON-ready copy: dataclasses become dicts (as ``asdict`` makes them, in one pass
-    without its deep copies), non-finite floats None, numpy scalars Python ones."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {k: finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [finite(x) for x in v]
-    if is_dataclass(v) and not isinstance(v, type):
-        return {f.name: finite(getattr(v, f.name)) for f in fields(v)}
-    return v
 
 
 def default_method(kind: str, reference_rows: int, distinct: int) -> str:

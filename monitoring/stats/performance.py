@@ -68,11 +68,9 @@ import threading  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 from monitoring.stats.drift import size_grid  # noqa: E402
-from monitoring.stats.evaluate import finite as _finite  # noqa: E402
+from monitoring.names import HIGHER_IS_BETTER, PERFORMANCE_METRICS  # noqa: E402
+from monitoring.values import json_ready  # noqa: E402
 
-_UNIT_INTERVAL = frozenset(("accuracy", "precision", "recall", "f1", "roc_auc"))
-HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True,
-                    "log_loss": False, "mse": False, "rmse": False, "mae": False, "r2": True, "mape": False}
 
 
 @dataclass(frozen=True)
@@ -152,10 +150,11 @@ class Baseline:
         for key, base in self.values.items():
             if key in sd:
                 lo, hi = base - s * sd[key], base + s * sd[key]
-                if key in _UNIT_INTERVAL:
-                    lo, hi = max(lo, 0.0), min(hi, 1.0)
-                elif key != "r2":
-                    lo = max(lo, 0.0)
+                metric = PERFORMANCE_METRICS[key]
+                if metric.lower is not None:
+                    lo = max(lo, metric.lower)
+                if metric.upper is not None:
+                    hi = min(hi, metric.upper)
                 floor = self.config.floors.get(key)
                 if floor is not None:
                     lo, hi = (max(lo, floor), hi) if HIGHER_IS_BETTER[key] else (lo, min(hi, floor))
@@ -332,4 +331,4 @@ def window_performance(task: str, window_id: int, data: dict, baseline: Baseline
     out["status"] = status
     out["alerting"] = bool(status == "ok" and baseline is not None and not baseline.in_sample)
     out["computed_at"] = now
-    return _finite(out)
+    return json_ready(out)

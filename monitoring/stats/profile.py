@@ -13,6 +13,7 @@ import numpy as np
 
 from monitoring.stats.multivariate import PcaDetector
 from monitoring.schema import ModelSchema
+from monitoring.stats.mergeable import Mergeable
 from monitoring.stats.sketches import BinIndex, CategoricalSketch, NumericSketch, quantile_edges
 
 PROFILE_VERSION = 1
@@ -26,7 +27,7 @@ FOLD_ROWS = 8192
 
 
 @dataclass
-class PredictionSketch:
+class PredictionSketch(Mergeable):
     """Distribution of the model's answers: class mix and confidence, or values."""
 
     classes: CategoricalSketch | None
@@ -51,6 +52,10 @@ class PredictionSketch:
         if self.values is not None and values is not None:
             self.values.update(values)
 
+    def empty_like(self) -> "PredictionSketch":
+        e = lambda s: None if s is None else s.empty_like()  # noqa: E731
+        return PredictionSketch(e(self.classes), e(self.confidence), e(self.values))
+
     def merge(self, other: "PredictionSketch") -> "PredictionSketch":
         m = lambda a, b: None if a is None else a.merge(b)  # noqa: E731
         return PredictionSketch(m(self.classes, other.classes), m(self.confidence, other.confidence),
@@ -67,11 +72,13 @@ class PredictionSketch:
                    None if d["values"] is None else NumericSketch.from_dict(d["values"]))
 
 
-class Profile:
+class Profile(Mergeable):
     """Sketches of every feature and of the predictions over some rows.
 
     The reference profile and each monitoring window are both a ``Profile``; a window
-    is created with :meth:`empty_like` so its bins match the reference exactly.
+    is created with :meth:`empty_like` so its bins match the reference exactly. Profiles
+    are :class:`~monitoring.stats.mergeable.Mergeable`: a merge keeps the detector of
+    whichever side has one (only the reference carries it).
 
     :meth:`update` copies a batch into a buffer and returns; the buffered rows are folded
     into the sketches ``FOLD_ROWS`` at a time and whenever a sketch is read (``numeric``,
@@ -131,15 +138,13 @@ class Profile:
         )
 
     def empty_like(self) -> "Profile":
-        p = self._predictions  # bins only: nothing pending matters here
-        out = Profile(
-            numeric={k: NumericSketch(s.edges) for k, s in self._numeric.items()},
-            categorical={k: CategoricalSketch(s.n_categories) for k, s in self._categorical.items()},
-            predictions=PredictionSketch(
-                None if p.classes is None else CategoricalSketch(p.classes.n_categories),
-                None if p.confidence is None else NumericSketch(p.confidence.edges),
-                None if p.values is None else NumericSketch(p.values.edges)),
-            multivariate=None if self._multivariate is None else NumericSketch(self._multivariate.edges),
+        """An empty window over this profile's bins (without the detector: windows never
+        carry it)."""
+        out = Profile(  # bins only: nothing pending matters here
+            numeric={k: s.empty_like() for k, s in self._numeric.items()},
+            categorical={k: s.empty_like() for k, s in self._categorical.items()},
+            predictions=self._predictions.empty_like(),
+            multivariate=None if self._multivariate is None else self._multivariate.empty_like(),
         )
         if self._bins is None and self._numeric:
             self._bins = BinIndex([s.edges for s in self._numeric.values()])
@@ -210,7 +215,7 @@ class Profile:
             predictions=self.predictions.merge(other.predictions),
             rows=self.rows + other.rows,
             multivariate=None if self.multivariate is None else self.multivariate.merge(other.multivariate),
-            detector=self.detector,
+            detector=self.detector if self.detector is not None else other.detector,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -320,7 +325,7 @@ def _update_numeric_block(sketches: list[NumericSketch], bins: BinIndex, X: np.n
         s.missing += rows - nb
         if nb:
             s.counts += counts[j, : s.counts.size]
-            s._merge_moments(nb, float(mean_b[j]), float(m2_b[j]))
+            s.add_moments(nb, float(mean_b[j]), float(m2_b[j]))
             s.minimum = min(s.minimum, float(lo[j]))
             s.maximum = max(s.maximum, float(hi[j]))
 

@@ -18,6 +18,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from monitoring.stats.mergeable import Mergeable
+
 #: Upper bounds of the latency buckets, seconds: 100 us .. ~150 s, ratio 1.12.
 LATENCY_BOUNDS: tuple[float, ...] = tuple(1e-4 * 1.12 ** i for i in range(126))
 #: How many example trace ids a window keeps per kind (slowest, failed).
@@ -25,7 +27,7 @@ EXAMPLES = 5
 
 
 @dataclass
-class ServingSketch:
+class ServingSketch(Mergeable):
     """Mergeable serving figures of one worker's share of a window (or of a whole window)."""
 
     requests: int = 0
@@ -42,6 +44,9 @@ class ServingSketch:
     @property
     def empty(self) -> bool:
         return self.requests == 0 and not self.system
+
+    def empty_like(self) -> "ServingSketch":
+        return ServingSketch()
 
     def merge(self, other: "ServingSketch") -> "ServingSketch":
         out = ServingSketch(self.requests + other.requests, self.server_errors + other.server_errors,

@@ -3,7 +3,8 @@ profile and every monitoring window.
 
 A sketch holds counts over bins fixed by the reference (so two sketches over the same
 edges merge by addition), plus moments and missing counts. Updates are vectorised.
-No I/O, clocks or logging here.
+Both sketches are :class:`~monitoring.stats.mergeable.Mergeable`. No I/O, clocks or
+logging here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import math
 from typing import Any, Mapping
 
 import numpy as np
+
+from monitoring.stats.mergeable import Mergeable
 
 
 def quantile_edges(sample: np.ndarray, n_bins: int) -> np.ndarray:
@@ -54,7 +57,7 @@ def _scaled_count(count: int, total: int, rows: int) -> int:
     return int(round(count * rows / total)) if total else 0
 
 
-class NumericSketch:
+class NumericSketch(Mergeable):
     """Histogram over fixed edges (with open tails), moments, missing count, range.
 
     Examples
@@ -87,11 +90,13 @@ class NumericSketch:
         self.counts += np.bincount(np.searchsorted(self.edges, x, side="right"), minlength=self.counts.size)
         with np.errstate(over="ignore", invalid="ignore"):  # extreme values: moments go inf, honestly
             mean = float(x.mean())
-            self._merge_moments(x.size, mean, float(((x - mean) ** 2).sum()))
+            self.add_moments(x.size, mean, float(((x - mean) ** 2).sum()))
         self.minimum = min(self.minimum, float(x.min()))
         self.maximum = max(self.maximum, float(x.max()))
 
-    def _merge_moments(self, n_b: int, mean_b: float, m2_b: float) -> None:
+    def add_moments(self, n_b: int, mean_b: float, m2_b: float) -> None:
+        """Fold in ``n_b`` more values with mean ``mean_b`` and sum of squared deviations
+        ``m2_b`` (Chan et al.'s parallel update); counts and range are the caller's."""
         n_a = self.n
         n = n_a + n_b
         delta = mean_b - self.mean
@@ -113,6 +118,9 @@ class NumericSketch:
             out.minimum, out.maximum = self.minimum, self.maximum
         return out
 
+    def empty_like(self) -> "NumericSketch":
+        return NumericSketch(self.edges)
+
     def merge(self, other: "NumericSketch") -> "NumericSketch":
         if not np.array_equal(self.edges, other.edges):
             raise ValueError("cannot merge sketches over different edges")
@@ -121,7 +129,7 @@ class NumericSketch:
         out.missing = self.missing + other.missing
         out.n, out.mean, out.m2 = self.n, self.mean, self.m2
         if other.n:
-            out._merge_moments(other.n, other.mean, other.m2)
+            out.add_moments(other.n, other.mean, other.m2)
         out.minimum = min(self.minimum, other.minimum)
         out.maximum = max(self.maximum, other.maximum)
         return out
@@ -150,7 +158,7 @@ class NumericSketch:
         return s
 
 
-class CategoricalSketch:
+class CategoricalSketch(Mergeable):
     """Counts per category code, plus one bucket for unseen values and a missing count.
 
     Codes follow :mod:`monitoring.intake.validation`: ``0..k-1`` known, -1 missing, -2 unseen.
@@ -183,6 +191,9 @@ class CategoricalSketch:
         both = apportion(np.append(self.counts, self.unseen), n)
         out.counts, out.unseen = both[:-1].copy(), int(both[-1])
         return out
+
+    def empty_like(self) -> "CategoricalSketch":
+        return CategoricalSketch(self.n_categories)
 
     def merge(self, other: "CategoricalSketch") -> "CategoricalSketch":
         if self.n_categories != other.n_categories:

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from monitoring.alerts import AlertState
 from monitoring.store.errors import StoreUnavailable, guarded
 from monitoring.store.tables import alert_events, alerts, outbox, outcomes, predictions, silences
+from monitoring.values import finite_or_none
 
 T = TypeVar("T")
 
@@ -114,7 +115,7 @@ class AlertTransaction:
         count restarts at ``repeats`` (0 by default)."""
         vals: dict[str, Any] = dict(state=st.state, bad=st.bad, good=st.good, pending_since=st.pending_since,
                                     fired_at=st.fired_at, resolved_at=st.resolved_at, last_window=st.last_window,
-                                    seq=st.seq, value=_num(st.value), severity=severity, changed_at=now)
+                                    seq=st.seq, value=finite_or_none(st.value), severity=severity, changed_at=now)
         if evidence is not None:
             vals["evidence"] = json.dumps(evidence)
         if data is not None:
@@ -364,10 +365,3 @@ def _distinct(traces, n: int) -> list[str]:
             if len(out) == n:
                 break
     return out
-
-
-def _num(v: float | None) -> float | None:
-    if v is None:
-        return None
-    v = float(v)
-    return v if v == v and abs(v) != float("inf") else None
