@@ -142,7 +142,7 @@ class AlertEngine:
         rows = tx.lock()
         silences = tx.silences(now)
         for rule in rules:
-            keep_history = rule.series.startswith("serving.latency_")
+            keep_history = SERIES[rule.series].keeps_history
             known = {inst: a for (rn, inst), a in rows.items() if rn == rule.name}
             # latency rules judge a window against the history they keep in their state row
             history = (known[""].data if "" in known else {}) if keep_history else None

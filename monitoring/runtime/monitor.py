@@ -196,9 +196,9 @@ class ModelMonitor:
 
     def tick(self) -> None:
         self._closed(self.windows.tick())
-        for result in self.tracker.tick():
-            self._guarded(publish_performance, self.metrics, result)
-            self.alert_engine.on_performance(result)
+        for result in self.tracker.tick():  # typed; observers and gauges read its stored (JSON) form
+            self._guarded(publish_performance, self.metrics, result.stored)
+            self.alert_engine.on_performance(result.stored)
         self.alert_engine.tick()
         self._adopt_reference()
 

@@ -13,6 +13,7 @@ from typing import Callable
 
 from monitoring import names as N
 from monitoring.stats.performance import Baseline, Cbpe, PerformanceConfig, window_performance
+from monitoring.stats.results import PerformanceResult
 from monitoring.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,10 @@ class Scorer:
     config: PerformanceConfig
     class_names: tuple = ()
 
-    def score(self, window_id: int, data: dict, now: float, ended_at: float | None) -> dict:
-        return window_performance(self.task, window_id, data, self.baseline, self.cbpe, self.config,
-                                  self.n_classes, now, ended_at, list(self.class_names) or None)
+    def score(self, window_id: int, data: dict, now: float, ended_at: float | None) -> PerformanceResult:
+        return PerformanceResult.from_dict(window_performance(
+            self.task, window_id, data, self.baseline, self.cbpe, self.config, self.n_classes, now, ended_at,
+            list(self.class_names) or None))
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,11 @@ class PerformanceTracker:
         self.errors = 0
         self.last_error: str | None = None
 
-    def tick(self, force: bool = False) -> list[dict]:
+    def tick(self, force: bool = False) -> list[PerformanceResult]:
         """Score what is due; returns the results stored by this call (also those stored
         before a store failure cut the pass short)."""
         now = self.clock()
-        scored: list[dict] = []
+        scored: list[PerformanceResult] = []
         if not force and now - self._last < self.interval:
             return scored
         self._last = now
@@ -83,7 +85,7 @@ class PerformanceTracker:
                 self.metrics[N.M_MONITOR_ERRORS].add(1)
         return scored
 
-    def _run(self, now: float, scored: list[dict]) -> None:
+    def _run(self, now: float, scored: list[PerformanceResult]) -> None:
         if self.retention is not None and now - self._last_purge >= 3600:
             self._last_purge = now
             deleted = self.store.purge(self.model, now - self.retention)
@@ -109,5 +111,5 @@ class PerformanceTracker:
             if data["n"] == 0:
                 continue
             res = self.scorer.score(wid, data, now, todo[wid] if todo[wid] is not None else closed.get(wid))
-            self.store.outcomes.save_performance(self.model, wid, res, res["final"], res["labelled"], now)
+            self.store.outcomes.save_performance(self.model, wid, dict(res.stored), res.final, res.labelled, now)
             scored.append(res)

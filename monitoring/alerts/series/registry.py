@@ -108,6 +108,9 @@ class Series:
     no_promql_reason: str | None = None
     #: why no default rule watches the series (None: a default rule does)
     opt_in: str | None = None
+    #: the rule's state row keeps the recent windows' latency histograms (its band compares
+    #: a window with them): the alert engine passes that history to the observer
+    keeps_history: bool = False
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z]+\.[a-z0-9_]+", self.name):

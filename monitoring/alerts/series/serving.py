@@ -116,7 +116,7 @@ def _latency(name: str, q: float, description: str, band: str, opt_in: str | Non
         promql=PromQL(N.M_REQUEST_DURATION, lambda inst, env: _latency_now(q, env), band=_latency_band(q),
                       no_relative_reason="relative_change of latency needs the recent baseline; "
                                          "use outside_band or above"),
-        opt_in=opt_in)
+        opt_in=opt_in, keeps_history=True)
 
 
 # -- system ------------------------------------------------------------------------------

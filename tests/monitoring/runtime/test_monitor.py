@@ -1,0 +1,87 @@
+"""ModelMonitor in process (no BentoML, no threads started): the composition root turns
+served rows into closed windows, gauges and alert state, serves its views, and refuses
+operator actions that name what the model lacks."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from monitoring.config import load_settings
+from monitoring.intake.validation import ValidatedBatch
+from monitoring.runtime.monitor import ActionInvalid, ActionNotFound, ModelInfo, ModelMonitor
+from monitoring.runtime.queue import MonitorItem
+from monitoring.stats.results import PerformanceResult
+from models.frames import frame_to_columns
+from tests.support import synth
+
+
+@pytest.fixture(scope="module")
+def info():
+    rng = np.random.default_rng(0)
+    schema, prof = synth.reference(rng, 3000)
+    y = rng.normal(size=500)
+    return ModelInfo(tag=f"synth-{uuid.uuid4().hex[:8]}:v1", name="synth", version="v1", schema=schema,
+                     profile=prof, validation=(y, y + rng.normal(0, 0.1, size=500), None))
+
+
+@pytest.fixture
+def monitor(info, tmp_path):
+    settings = load_settings(environ={}, data_dir=tmp_path, window_rows=200, window_seconds=3600,
+                             performance_interval=0.001, log_sample_rate=1.0)
+    m = ModelMonitor(settings, info)
+    yield m
+    m.store.dispose()
+
+
+def items(schema, df, per_item=50):
+    num, codes = frame_to_columns(df, schema)
+    out = []
+    for i in range(0, len(df), per_item):
+        n = min(per_item, len(df) - i)
+        batch = ValidatedBatch(n, num[i:i + n], codes[i:i + n], {}, None)
+        out.append(MonitorItem(uuid.uuid4().hex, time.time(), batch, np.zeros(n), None, None))
+    return out
+
+
+def test_served_rows_become_judged_windows_in_the_views(monitor, info):
+    rng = np.random.default_rng(1)
+    monitor.consume(items(info.schema, synth.frame(rng, 200)))
+    monitor.consume(items(info.schema, synth.frame(rng, 200, shift=1.0)))
+    monitor.tick()
+    windows = monitor.drift(limit=10)["windows"]
+    assert [w["window_id"] for w in windows] == [1, 0]  # newest first
+    assert set(windows[0]["drifted"]) >= set(synth.SHIFTED_NUMERIC) and windows[1]["drifted"] == []
+    status = monitor.status()
+    assert status["windows"]["store"] == "ok" and status["windows"]["rows_counted"] == 400
+    assert status["windows"]["last_closed"]["window_id"] == 1
+    # the published gauge and the alert engine saw the same window
+    assert monitor.metrics is not None and monitor.alert_engine.errors == 0
+
+
+def test_scored_performance_comes_back_typed_and_stored(monitor, info):
+    rng = np.random.default_rng(2)
+    batch = items(info.schema, synth.frame(rng, 200), per_item=200)
+    monitor.consume(batch)  # a full window: flushed, closed and evaluated at once
+    results = monitor.tracker.tick(force=True)
+    assert results and all(isinstance(r, PerformanceResult) for r in results)
+    (r,) = [r for r in results if r.window_id == 0]
+    assert (r.predictions, r.labelled, r.final) == (200, 0, False) and r.stored["window_id"] == 0
+    assert monitor.performance(limit=5)["windows"][0]["window_id"] == 0
+
+
+def test_operator_actions_refuse_what_the_model_lacks(monitor):
+    with pytest.raises(ActionInvalid, match="rule must be"):
+        monitor.silence("no_such_rule", 60)
+    with pytest.raises(ActionNotFound, match="no active silence 12345"):
+        monitor.unsilence(12345)
+    with pytest.raises(ActionNotFound, match="not one of the last"):
+        monitor.rebaseline(999)
+    rule = next(iter(monitor.alert_engine.rules))
+    with pytest.raises(ActionNotFound, match="no firing alert"):
+        monitor.acknowledge(rule)
+    s = monitor.silence("*", 60, reason="deploy", by="ops")
+    assert monitor.unsilence(s["id"]) == {"id": s["id"], "ended": True}
