@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 
-import pytest
 import yaml
 
 from monitoring.alerts import DefaultContext, DerivedRule, RuleSpec, default_rules
 from monitoring.stats.performance import HIGHER_IS_BETTER
 from monitoring.alerts.promql import expressions, render
-from tests.support.paths import ROOT
+from tests.support.promtool import check_rules
 
 KW = dict(window_seconds=60, drift_alpha=0.01, error_rate=0.01, higher_is_better=HIGHER_IS_BETTER,
           references={"prediction.confidence": {"": 0.9}, "quality.missing_rate": {"a": 0.0, "b": 0.1}})
@@ -57,11 +54,4 @@ def test_rendered_file_keeps_the_hysteresis_and_lists_what_it_skips(tmp_path):
     assert by["vigil_feature_drift"]["labels"] == {"severity": "warning", "vigil_rule": "feature_drift",
                                                   "vigil_model": "m:1"}
     assert "budget" in by["vigil_error_rate"]["annotations"]["vigil_derivation"]
-    promtool = ROOT / ".tools/prometheus/usr/bin/promtool"
-    if not promtool.exists() and shutil.which("promtool") is None:
-        pytest.fail("promtool not found: run `make prometheus` (make test does)")
-    f = tmp_path / "rules.yml"
-    f.write_text(text)
-    out = subprocess.run([str(promtool) if promtool.exists() else "promtool", "check", "rules", str(f)],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stdout + out.stderr
+    check_rules(text, tmp_path)

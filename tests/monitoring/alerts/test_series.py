@@ -6,8 +6,6 @@ band, and is watched by a default rule or says why it is opt-in."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import replace
 
 import numpy as np
@@ -27,7 +25,7 @@ from monitoring.stats.multivariate import PcaDetector
 from monitoring.stats.performance import Baseline, Cbpe, PerformanceConfig, window_performance
 from monitoring.stats.profile import Profile, edges_from_sample
 from monitoring.stats.serving import ServingStats
-from tests.support.paths import ROOT
+from tests.support.promtool import check_rules
 
 TASKS = ("classification", "regression")
 ALL = sorted(SERIES)
@@ -284,14 +282,7 @@ def test_every_promql_form_parses_with_promtool(tmp_path):
     refs = _references()
     rules = [DerivedRule(r, "configured") for name in ALL for r in _rules_for(SERIES[name])]
     text = render(rules, model="m:1", references=refs, **KW)
-    promtool = ROOT / ".tools/prometheus/usr/bin/promtool"
-    if not promtool.exists() and shutil.which("promtool") is None:
-        pytest.fail("promtool not found: run `make prometheus` (make test does)")
-    f = tmp_path / "rules.yml"
-    f.write_text(text)
-    out = subprocess.run([str(promtool) if promtool.exists() else "promtool", "check", "rules", str(f)],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stdout + out.stderr
+    check_rules(text, tmp_path)
     assert text.count("- alert: ") > 2 * len(ALL)
 
 
