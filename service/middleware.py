@@ -18,10 +18,12 @@ from monitoring import names as N
 
 #: Set in ``scope`` by a handler that already counted its own validation error.
 SCOPE_COUNTED = "vigil.validation_counted"
+#: Set in ``scope`` by the middleware: True when the caller's own ids may be kept for feedback
+#: (no token is configured, or the request presented it).
+SCOPE_TRUSTED = "vigil.trusted_caller"
 
 _ENDPOINTS = (("/predict", "predict"), ("/feedback", "feedback"), ("/monitoring", "monitoring"),
               ("/admin", "admin"))
-_PROTECTED = ("feedback", "admin")
 
 
 def endpoint_of(path: str) -> str | None:
@@ -88,112 +90,163 @@ class MonitorRef:
     monitor = None
 
 
+class BodyRefused(Exception):
+    """A request whose body is refused before the app sees it: ``status`` (400 or 413),
+    ``kind`` (the validation-error label) and a message."""
+
+    def __init__(self, status: int, kind: str, message: str):
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+def declared_length(headers) -> tuple[int | None, bool]:
+    """(Content-Length, chunked) of a request, or :class:`BodyRefused` for an ambiguous framing.
+
+    A request with both ``Transfer-Encoding`` and ``Content-Length`` is refused (400): the
+    HTTP server frames such a body by ``Transfer-Encoding`` (RFC 9112 6.3), so the
+    declared length says nothing about what will be read, and the pair is the classic
+    request-smuggling shape. Several ``Content-Length`` values that disagree are refused too."""
+    lengths, chunked = set(), False
+    for k, v in headers:
+        if k == b"content-length":
+            lengths.add(v.strip())
+        elif k == b"transfer-encoding":
+            chunked = True
+    if chunked and lengths:
+        raise BodyRefused(400, N.ERR_MALFORMED, "a request may not carry both Transfer-Encoding and Content-Length")
+    if len(lengths) > 1:
+        raise BodyRefused(400, N.ERR_MALFORMED, "conflicting Content-Length headers")
+    if not lengths:
+        return None, chunked
+    (raw,) = lengths
+    if not raw.isdigit() or len(raw) > 19:
+        raise BodyRefused(400, N.ERR_MALFORMED, "invalid Content-Length header")
+    return int(raw), chunked
+
+
+async def read_limited(receive: Callable, limit: int) -> Callable:
+    """Read a body of unknown length (chunked) up to ``limit`` bytes, counting every chunk
+    as it arrives; returns a ``receive`` that replays it. Over the limit:
+    :class:`BodyRefused` (413), with nothing more read."""
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        body = message.get("body", b"")
+        size += len(body)
+        if size > limit:
+            raise BodyRefused(413, N.ERR_BODY_TOO_LARGE, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(body)
+        more = message.get("more_body", False)
+    replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+    async def replayed():
+        return replay.pop() if replay else await receive()
+
+    return replayed
+
+
+def _bearer(headers) -> bytes | None:
+    for k, v in headers:
+        if k == b"authorization":
+            return v
+    return None
+
+
 class VigilMiddleware:
     """Token, content type and body limit on the way in; request metrics and the serving
     figures of ``/predict`` on the way out. Options: ``settings`` (the server's settings),
-    ``monitor`` (a :class:`MonitorRef`)."""
+    ``monitor`` (a :class:`MonitorRef`).
+
+    Access: ``/feedback`` and ``/admin`` need the bearer token (``/admin`` is refused
+    outright without one configured), ``/predict`` when ``protect_predict``,
+    ``/monitoring`` when ``protect_monitoring``. On an open ``/predict``, a request that
+    presents a wrong bearer token is refused (401) rather than served anonymously, and
+    :data:`SCOPE_TRUSTED` tells the handler whether the caller's own ids may be kept."""
 
     def __init__(self, app, settings, monitor: MonitorRef):
         self.app = app
         self.settings = settings
         self.ref = monitor
+        token = settings.api_token
+        self._expected = None if token is None else b"Bearer " + token.get_secret_value().encode()
+        self._guarded = {"feedback", "admin"} | ({"predict"} if settings.protect_predict else set()) | (
+            {"monitoring"} if getattr(settings, "protect_monitoring", False) else set())
+
+    def _access(self, endpoint: str | None, headers) -> tuple[int, str] | bool:
+        """True/False (authenticated or not) when the request may proceed, else (status, error)."""
+        if self._expected is None:
+            if endpoint == "admin":  # silencing alerts is never open to anyone
+                return 403, "admin endpoints are disabled until VIGIL_API_TOKEN is set"
+            return False
+        given = _bearer(headers)
+        ok = given is not None and hmac.compare_digest(given, self._expected)
+        if not ok and (endpoint in self._guarded or (given is not None and given[:7].lower() == b"bearer "
+                                                     and endpoint == "predict")):
+            return 401, "missing or wrong bearer token"
+        return ok
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         send = _json_errors(send)
         endpoint = endpoint_of(scope.get("path", ""))
-        if endpoint is None:
-            return await self.app(scope, receive, send)
         monitor = self.ref.monitor
         settings = self.settings
-        metrics = monitor.metrics if monitor is not None else None
+        metrics = monitor.metrics if monitor is not None and endpoint is not None else None
         start = time.perf_counter()
         status_holder = [500]
+        headers = scope.get("headers", ())
 
         async def send_wrapper(message):
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
             await send(message)
 
-        def count_rejection(kind: str) -> None:
-            if metrics is not None:
+        async def refuse(status: int, kind: str | None, body: dict, extra: list | None = None) -> None:
+            if metrics is not None and kind is not None:
                 metrics[N.M_VALIDATION_ERRORS].add(1, kind=kind)
+            status_holder[0] = status
+            await _send_json(send, status, body, extra)
 
         try:
-            # access control
-            token = settings.api_token
-            if token is None and endpoint == "admin":  # silencing alerts is never open to anyone
-                count_rejection(N.ERR_UNAUTHORIZED)
-                status_holder[0] = 403
-                return await _send_json(send, 403, {
-                    "error": "admin endpoints are disabled until VIGIL_API_TOKEN is set"})
-            if token is not None and (endpoint in _PROTECTED or (endpoint == "predict" and settings.protect_predict)):
-                given = b""
-                for k, v in scope.get("headers", ()):
-                    if k == b"authorization":
-                        given = v
-                        break
-                expected = b"Bearer " + token.get_secret_value().encode()
-                if not hmac.compare_digest(given, expected):
-                    count_rejection(N.ERR_UNAUTHORIZED)
-                    status_holder[0] = 401
-                    return await _send_json(send, 401, {"error": "missing or wrong bearer token"},
-                                            [(b"www-authenticate", b"Bearer")])
+            access = self._access(endpoint, headers)
+            if isinstance(access, tuple):
+                extra = [(b"www-authenticate", b"Bearer")] if access[0] == 401 else None
+                return await refuse(access[0], N.ERR_UNAUTHORIZED, {"error": access[1]}, extra)
+            # the caller's own ids (X-Request-ID, instance ids) are kept only from callers that
+            # could also label them: everyone without a token, token holders with one
+            scope[SCOPE_TRUSTED] = access or self._expected is None
             # only JSON bodies reach the parser (BentoML would 500 on a broken multipart form)
             if endpoint in ("predict", "feedback") and scope.get("method") == "POST":
                 ctype = b""
-                for k, v in scope.get("headers", ()):
+                for k, v in headers:
                     if k == b"content-type":
                         ctype = v.split(b";")[0].strip().lower()
                         break
                 if ctype not in _JSON_TYPES:
-                    count_rejection(N.ERR_MALFORMED)
-                    status_holder[0] = 415
-                    return await _send_json(send, 415, {
+                    return await refuse(415, N.ERR_MALFORMED, {
                         "error": f"unsupported content type {ctype.decode('latin-1')[:80]!r}; send application/json"})
-            # body size: a declared length is checked before anything is read; a body
-            # without one (chunked) is read here up to the limit and then replayed.
+            # body size: a declared length is checked before anything is read; a body without
+            # one (chunked) is counted as it streams, read up to the limit and then replayed.
+            # Refusals close the connection: the unread rest of the body is never parsed as a request.
             limit = settings.max_body_bytes
-            declared = None
-            for k, v in scope.get("headers", ()):
-                if k == b"content-length":
-                    try:
-                        declared = int(v)
-                    except ValueError:
-                        declared = -1
-                    break
-            if declared is not None and (declared > limit or declared < 0):
-                too_big = declared > limit
-                count_rejection(N.ERR_BODY_TOO_LARGE if too_big else N.ERR_MALFORMED)
-                status_holder[0] = 413 if too_big else 400
-                msg = (f"request body of {declared} bytes exceeds the limit of {limit} bytes"
-                       if too_big else "invalid Content-Length header")
-                return await _send_json(send, status_holder[0], {"error": msg})
             app_receive = receive
-            if declared is None and scope.get("method") in ("POST", "PUT", "PATCH"):
-                chunks, size, more = [], 0, True
-                while more:
-                    message = await receive()
-                    if message["type"] != "http.request":
-                        break
-                    body = message.get("body", b"")
-                    size += len(body)
-                    if size > limit:
-                        count_rejection(N.ERR_BODY_TOO_LARGE)
-                        status_holder[0] = 413
-                        return await _send_json(send, 413, {"error": f"request body exceeds the limit of {limit} bytes"})
-                    chunks.append(body)
-                    more = message.get("more_body", False)
-                replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
-
-                async def app_receive():
-                    return replay.pop() if replay else await receive()
-
+            try:
+                declared, chunked = declared_length(headers)
+                if declared is not None and declared > limit:
+                    raise BodyRefused(413, N.ERR_BODY_TOO_LARGE,
+                                      f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+                if declared is None and (chunked or scope.get("method") in ("POST", "PUT", "PATCH")):
+                    app_receive = await read_limited(receive, limit)
+            except BodyRefused as exc:
+                return await refuse(exc.status, exc.kind, {"error": exc.message}, [(b"connection", b"close")])
             await self.app(scope, app_receive, send_wrapper)
             status = status_holder[0]
             if 400 <= status < 500 and not scope.get(SCOPE_COUNTED) and endpoint in ("predict", "feedback"):
-                count_rejection(N.ERR_MALFORMED)
+                if metrics is not None:
+                    metrics[N.M_VALIDATION_ERRORS].add(1, kind=N.ERR_MALFORMED)
         finally:
             if metrics is not None:
                 status = status_holder[0]
