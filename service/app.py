@@ -36,7 +36,7 @@ from monitoring.runtime.monitor import ModelInfo, ModelMonitor, TelemetryHandles
 from monitoring.runtime.queue import MonitorItem
 from monitoring.store import OutcomeConflict, StoreUnavailable
 
-from . import bentoml_fixes, telemetry
+from . import bentoml_fixes, connections, routes, telemetry
 from .inline import InlinePolicy
 from .middleware import SCOPE_COUNTED, MonitorRef, VigilMiddleware
 from .mounts import admin_app, monitoring_app
@@ -50,8 +50,11 @@ log = logging.getLogger("vigil.service")
 SETTINGS = load_server_settings()
 SCHEMA = read_schema(SETTINGS.model)
 # Before BentoML builds its ASGI app: its request timer that never cancels (service/bentoml_fixes.py),
-# and one tracer provider for its spans and ours.
+# routes instead of raw paths in its metric labels and span names (service/routes.py), a deadline
+# for each request head (service/connections.py), and one tracer provider for its spans and ours.
 bentoml_fixes.apply()
+routes.apply()
+connections.apply(SETTINGS.header_timeout)
 TELEMETRY = telemetry.install({"vigil.model": SETTINGS.model}, export_timeout=SETTINGS.otel_export_timeout,
                               keep_asgi_events=SETTINGS.trace_asgi_events)
 #: The middleware is built before the service instance exists; it reaches the monitor through this.
