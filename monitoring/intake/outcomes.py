@@ -1,23 +1,72 @@
-"""Parsing and validating a feedback request into outcomes to store.
+"""Parsing and validating a feedback request into outcomes to store, and Vigil's request ids.
+
+A request id is 32 hex digits: 64 random bits, the batch's row count (24 bits) and a
+40-bit check (HMAC-SHA256 under a key the store keeps per model, so every worker and
+replica issues and recognises the same ids). An outcome keyed by an id that fails the
+check was never issued by this service (a typo), and one whose ``index`` is beyond the
+id's rows names no prediction; both are known without waiting for the prediction log.
 
 Exception tree::
 
     ValueError
-     └── FeedbackInvalid   (.errors: per item; HTTP 422, or 413 for too many items)
+     └── FeedbackInvalid   (.errors: every problem of every item; HTTP 422, or 413 for too many items)
 """
 
 from __future__ import annotations
 
+import hmac
 import math
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from monitoring.schema import ModelSchema
 
+
+class RequestIds:
+    """Issues and recognises request ids under ``key`` (bytes).
+
+    >>> ids = RequestIds(b"k")
+    >>> rid = ids.issue(3)
+    >>> len(rid), ids.rows_of(rid), ids.rows_of("0" * 32)
+    (32, 3, None)
+    """
+
+    #: The largest row count an id records; a larger batch is recorded as this (index not checked).
+    MAX_ROWS = 0xFFFFFF
+
+    def __init__(self, key: bytes):
+        if not key:
+            raise ValueError("the request-id key must not be empty")
+        self._key = key
+
+    def _check(self, head: str) -> str:
+        return hmac.digest(self._key, head.encode(), "sha256")[:5].hex()
+
+    def issue(self, rows: int) -> str:
+        head = os.urandom(8).hex() + format(min(max(rows, 0), self.MAX_ROWS), "06x")
+        return head + self._check(head)
+
+    def rows_of(self, request_id: str) -> int | None:
+        """The batch size recorded in one of our ids; None for anything else."""
+        if len(request_id) != 32:
+            return None
+        head = request_id[:22]
+        try:
+            rows = int(head[16:], 16)
+        except ValueError:
+            return None
+        return rows if hmac.compare_digest(self._check(head), request_id[22:]) else None
+
+
 @dataclass(frozen=True)
 class OutcomeIn:
-    """One outcome to store. ``okey`` is the key as posted; exactly one of the key parts is set."""
+    """One outcome to store. ``okey`` is the key as posted; exactly one of the key parts is set.
+
+    ``issued_rows``: for a ``request_id`` key, the row count recorded in a verified Vigil
+    id (None: not one of ours, or unchecked). ``early``: store it even when no prediction
+    has its key yet (the caller's ``allow_early``)."""
 
     okey: str
     class_code: int | None
@@ -27,6 +76,16 @@ class OutcomeIn:
     row_index: int | None = None
     instance_id: str | None = None
     client_request_id: str | None = None
+    issued_rows: int | None = None
+    early: bool = False
+
+    @property
+    def key_name(self) -> str:
+        return {"r": "request_id", "i": "instance_id", "c": "client_request_id"}[self.okey[0]]
+
+    @property
+    def key_id(self) -> str:
+        return self.request_id or self.instance_id or self.client_request_id or ""
 
 
 KEY_FIELDS = ("request_id", "index", "instance_id", "client_request_id")
@@ -85,8 +144,52 @@ def _id(v: Any, name: str, max_len: int = MAX_ID) -> str:
     return v
 
 
-def parse_outcomes(outcomes: Any, schema: ModelSchema, max_items: int, now: float) -> list[OutcomeIn]:
-    """Validate every item; raise :class:`FeedbackInvalid` listing each bad one."""
+def _outcome(item: dict, schema: ModelSchema, classes: dict, class_types: set, problems: list[str]):
+    """(class_code, value) of an item's outcome; problems appended."""
+    if "outcome" not in item:
+        problems.append("'outcome' is missing")
+        return None, None
+    v = item["outcome"]
+    if schema.task == "classification":
+        if type(v) not in class_types or v not in classes:
+            problems.append(f"outcome {repr(v)[:60]} is not a class of this model ({', '.join(map(repr, schema.classes))})")
+            return None, None
+        return classes[v], None
+    if type(v) not in (int, float) or not math.isfinite(float(v)):
+        problems.append(f"outcome must be a finite number for a regression model, got {_type_name(v)}")
+        return None, None
+    return None, float(v)
+
+
+def _key(item: dict, problems: list[str]) -> tuple[str, str, int | None] | None:
+    """(kind, id, index) of an item's key; problems appended."""
+    keys = [k for k in ("request_id", "instance_id", "client_request_id") if k in item]
+    if len(keys) != 1:
+        problems.append("give exactly one of request_id (+ index), instance_id, or client_request_id (+ index)")
+        return None
+    kind = keys[0]
+    out = None
+    try:
+        out = _id(item[kind], kind, REQUEST_ID_MAX if kind == "request_id" else MAX_ID)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if kind == "instance_id":
+        if "index" in item:
+            problems.append("'index' goes with request_id or client_request_id, not instance_id")
+            return None
+        return (kind, out, None) if out is not None else None
+    idx = item.get("index")
+    if type(idx) is not int or not 0 <= idx < 2**31:
+        problems.append(f"'index' (the row in the predicted batch) must be an integer >= 0 with {kind}")
+        return None
+    return (kind, out, idx) if out is not None else None
+
+
+def parse_outcomes(outcomes: Any, schema: ModelSchema, max_items: int, now: float, *,
+                   request_ids: RequestIds | None = None, allow_early: bool = False) -> list[OutcomeIn]:
+    """Validate every item; raise :class:`FeedbackInvalid` listing every problem of every
+    bad item. ``request_ids`` checks ``request_id`` keys (see :class:`RequestIds`);
+    ``allow_early`` marks every outcome to be kept even if no prediction has its key yet."""
     if not isinstance(outcomes, list):
         raise FeedbackInvalid([{"item": None, "message": f"'outcomes' must be an array, got {_type_name(outcomes)}"}])
     if not outcomes:
@@ -99,50 +202,55 @@ def parse_outcomes(outcomes: Any, schema: ModelSchema, max_items: int, now: floa
     errors: list[dict[str, Any]] = []
     out: list[OutcomeIn] = []
     for pos, item in enumerate(outcomes):
-        try:
-            if type(item) is not dict:
-                raise ValueError(f"must be an object, got {_type_name(item)}")
-            unknown = sorted(set(item) - ALLOWED, key=str)
-            if unknown:
-                raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(ALLOWED))}")
-            if "outcome" not in item:
-                raise ValueError("'outcome' is missing")
-            v = item["outcome"]
-            code = value = None
-            if schema.task == "classification":
-                if type(v) not in class_types or v not in classes:
-                    shown = repr(v)[:60]
-                    raise ValueError(f"outcome {shown} is not a class of this model "
-                                     f"({', '.join(map(repr, schema.classes))})")
-                code = classes[v]
-            else:
-                if type(v) not in (int, float) or not math.isfinite(float(v)):
-                    raise ValueError(f"outcome must be a finite number for a regression model, got {_type_name(v)}")
-                value = float(v)
-            observed = _time(item["observed_at"], now) if item.get("observed_at") is not None else now
-            keys = [k for k in ("request_id", "instance_id", "client_request_id") if k in item]
-            if len(keys) != 1:
-                raise ValueError("give exactly one of request_id (+ index), instance_id, or client_request_id (+ index)")
-            kind = keys[0]
-            if kind in ("request_id", "client_request_id"):
-                idx = item.get("index")
-                if type(idx) is not int or not 0 <= idx < 2**31:
-                    raise ValueError(f"'index' (the row in the predicted batch) must be an integer >= 0 with {kind}")
-                rid = _id(item[kind], kind, REQUEST_ID_MAX if kind == "request_id" else MAX_ID)
-                if kind == "request_id":
-                    out.append(OutcomeIn(f"r:{rid}:{idx}", code, value, observed, request_id=rid, row_index=idx))
-                else:
-                    out.append(OutcomeIn(f"c:{rid}:{idx}", code, value, observed, client_request_id=rid, row_index=idx))
-            else:
-                if "index" in item:
-                    raise ValueError("'index' goes with request_id or client_request_id, not instance_id")
-                iid = _id(item["instance_id"], "instance_id")
-                out.append(OutcomeIn(f"i:{iid}", code, value, observed, instance_id=iid))
-        except ValueError as exc:
-            errors.append({"item": pos, "message": str(exc)})
+        if type(item) is not dict:
+            errors.append({"item": pos, "message": f"must be an object, got {_type_name(item)}"})
+            continue
+        problems: list[str] = []
+        unknown = sorted(set(item) - ALLOWED, key=str)
+        if unknown:
+            problems.append(f"unknown field(s) {', '.join(repr(u)[:60] for u in unknown[:5])}"
+                            f"{' ...' if len(unknown) > 5 else ''}; allowed: {', '.join(sorted(ALLOWED))}")
+        code, value = _outcome(item, schema, classes, class_types, problems)
+        observed = now
+        if item.get("observed_at") is not None:
+            try:
+                observed = _time(item["observed_at"], now)
+            except ValueError as exc:
+                problems.append(str(exc))
+        key = _key(item, problems)
+        if problems:
+            errors += [{"item": pos, "message": m} for m in problems]
+            continue
+        kind, kid, idx = key
+        if kind == "request_id":
+            rows = request_ids.rows_of(kid) if request_ids is not None else None
+            out.append(OutcomeIn(f"r:{kid}:{idx}", code, value, observed, request_id=kid, row_index=idx,
+                                 issued_rows=rows, early=allow_early))
+        elif kind == "client_request_id":
+            out.append(OutcomeIn(f"c:{kid}:{idx}", code, value, observed, client_request_id=kid, row_index=idx,
+                                 early=allow_early))
+        else:
+            out.append(OutcomeIn(f"i:{kid}", code, value, observed, instance_id=kid, early=allow_early))
     if errors:
         raise FeedbackInvalid(errors)
     return out
+
+
+def parse_okey(okey: str) -> OutcomeIn | None:
+    """The key parts of a stored ``okey`` (value fields empty); None if it is malformed."""
+    kind, _, rest = okey.partition(":")
+    try:
+        if kind == "r":
+            rid, _, idx = rest.rpartition(":")
+            return OutcomeIn(okey, None, None, 0.0, request_id=rid, row_index=int(idx))
+        if kind == "i":
+            return OutcomeIn(okey, None, None, 0.0, instance_id=rest)
+        if kind == "c":
+            cid, _, idx = rest.rpartition(":")
+            return OutcomeIn(okey, None, None, 0.0, client_request_id=cid, row_index=int(idx))
+    except ValueError:
+        return None
+    return None
 
 
 def conflict_errors(conflicts: Sequence[tuple[int, str]]) -> FeedbackInvalid:

@@ -42,6 +42,7 @@ import numpy as np
 from monitoring import names as N
 from monitoring.alerts import SERIES, TASK_METRICS, RuleContext, active_rules, check_labels
 from monitoring.config import Settings
+from monitoring.intake.outcomes import RequestIds
 from monitoring.alerts.gauges import publish_performance, publish_report
 from monitoring.metrics import Metrics
 from monitoring.runtime.alert_engine import AlertEngine, AlertOptions
@@ -120,6 +121,8 @@ class ModelMonitor:
             N.DOMAIN_RULES: [d.rule.name for d in self.rules]})
         self.store = Store(settings.resolved_store_url, connect_timeout=settings.store_timeout)
         self.committer = GroupCommitter(self.store, self.tag)
+        #: issues /predict's request ids and recognises them in feedback (one key per model, in the store)
+        self.request_ids = RequestIds(self.store.outcomes.request_id_key(self.tag))
         self.evaluator = WindowEvaluator(model.schema, model.profile, DriftConfig(
             alpha=settings.drift_alpha, effect_floor=settings.drift_effect_floor, min_rows=settings.window_min_rows))
         self.baseline, cbpe, pconf = _performance(settings, model)

@@ -21,13 +21,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy import and_, create_engine, event, func, insert, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from monitoring.store.errors import guarded
-from monitoring.store.tables import SCHEMA_VERSION, metadata, schema_version
+from monitoring.store.tables import (OUTCOMES_ONE_PER_PREDICTION, OUTCOMES_WAITING, SCHEMA_VERSION, metadata,
+                                     outcomes, schema_version)
 
 
 def _sqlite_setup(engine: Engine, timeout: float, immediate: bool = True) -> None:
@@ -94,8 +95,11 @@ class Database:
 
     def _migrate(self, version: int) -> int:
         """Bring an older store up to :data:`SCHEMA_VERSION` (new tables were created by
-        ``create_all`` already; columns added to existing tables are added here)."""
+        ``create_all`` already; columns and indexes added to existing tables are added here),
+        one step per version, in one transaction."""
         with self.engine.begin() as c:
+            if c.dialect.name == "postgresql":  # workers starting together migrate one at a time
+                c.exec_driver_sql("LOCK TABLE vigil_schema_version IN EXCLUSIVE MODE")
             current = c.execute(select(func.max(schema_version.c.version))).scalar()
             if current is not None and current >= SCHEMA_VERSION:
                 return int(current)
@@ -103,8 +107,11 @@ class Database:
                 cols = {col["name"] for col in sa_inspect(c).get_columns("vigil_window_results")}
                 if "sketch" not in cols:
                     c.exec_driver_sql("ALTER TABLE vigil_window_results ADD COLUMN sketch TEXT")
-                c.execute(update(schema_version).values(version=2))
                 current = 2
+            if current == 2:  # v3: outcomes.closed, one matched outcome per prediction, waiting by age
+                _migrate_outcomes_v3(c)
+                current = 3
+            c.execute(update(schema_version).values(version=current))
             return int(current)
 
     def dispose(self) -> None:
@@ -112,3 +119,25 @@ class Database:
         self.engine.dispose()
         if self.reader is not self.engine:
             self.reader.dispose()
+
+
+def _migrate_outcomes_v3(c) -> None:
+    """Add ``closed``; where v2 matched several outcomes (posted under different keys) to
+    one prediction, keep the earliest received and close the others as conflicts (they
+    were never all scored: one of them was, arbitrarily); then the unique partial index
+    that keeps it so, and the waiting-by-age index that replaces v2's pending index."""
+    if "closed" not in {col["name"] for col in sa_inspect(c).get_columns("vigil_outcomes")}:
+        c.exec_driver_sql("ALTER TABLE vigil_outcomes ADD COLUMN closed VARCHAR(12)")
+    o = outcomes.c
+    c.execute(update(outcomes).where(o.expired.is_(True)).values(closed="expired"))
+    groups = c.execute(select(o.model, o.request_id, o.row_index).where(o.matched.is_(True))
+                       .group_by(o.model, o.request_id, o.row_index).having(func.count() > 1)).all()
+    for model, rid, idx in groups:
+        keys = [r[0] for r in c.execute(select(o.okey).where(and_(
+            o.model == model, o.request_id == rid, o.row_index == idx, o.matched.is_(True)))
+            .order_by(o.received_at, o.okey))]
+        c.execute(update(outcomes).where(and_(o.model == model, o.okey.in_(keys[1:]))).values(
+            matched=False, expired=True, closed="conflict"))
+    OUTCOMES_ONE_PER_PREDICTION.create(c, checkfirst=True)
+    OUTCOMES_WAITING.create(c, checkfirst=True)
+    c.exec_driver_sql("DROP INDEX IF EXISTS ix_vigil_outcomes_pending")

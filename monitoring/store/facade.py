@@ -20,6 +20,7 @@ from __future__ import annotations
 from monitoring.store.alerts import AlertStore
 from monitoring.store.database import Database
 from monitoring.store.errors import guarded
+from monitoring.store.joins import OutcomeJoins
 from monitoring.store.outcomes import OutcomeStore
 from monitoring.store.references import ReferenceStore
 from monitoring.store.windows import WindowStore
@@ -45,7 +46,7 @@ class Store:
         self._db.create()
         engine, reader = self._db.engine, self._db.reader
         self.windows = WindowStore(engine, reader)
-        self.outcomes = OutcomeStore(engine, reader)
+        self.outcomes = OutcomeStore(engine, reader, OutcomeJoins())
         self.alerts = AlertStore(engine, reader)
         self.references = ReferenceStore(engine, reader)
 

@@ -19,6 +19,7 @@ Failure mode: any database error surfaces as
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,16 +28,23 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from monitoring.intake.labels import plan_ingest
 from monitoring.intake.outcomes import OutcomeIn
 from monitoring.store.errors import OutcomeConflict, guarded
-from monitoring.store.tables import outcomes, performance, predictions
+from monitoring.store.tables import counters, outcomes, performance, predictions
 
 
 @dataclass(frozen=True)
 class IngestResult:
+    """``accepted`` (stored now: matched or ``pending``), ``duplicate`` (already stored, under
+    any key of the same prediction), ``unknown`` ((position, why) of outcomes not kept: they
+    name no prediction), ``replaced`` (provisional labels superseded)."""
+
     accepted: int
     duplicate: int
     pending: int
+    unknown: tuple[tuple[int, str], ...] = ()
+    replaced: int = 0
 
 
 _CHUNK = 400
@@ -47,28 +55,27 @@ def _chunks(seq, n=_CHUNK):
         yield seq[i:i + n]
 
 
-def _same(a_code, a_val, b_code, b_val) -> bool:
-    if a_code is not None or b_code is not None:
-        return a_code == b_code
-    return a_val == b_val
-
 
 
 @guarded
 class OutcomeStore:
     """``store.outcomes``: the prediction log, outcome ingest and joins, performance results."""
 
-    def __init__(self, engine: Engine, reader: Engine):
+    def __init__(self, engine: Engine, reader: Engine, joins):
         self._engine = engine
         self._reader = reader
+        self._joins = joins  # a monitoring.store.joins.OutcomeJoins (the facade composes them)
+        self._sweep: dict[str, tuple[float, str]] = {}  # per model: where the last sweep stopped
 
     def log_predictions(self, rows: list[dict[str, Any]]) -> None:
-        """Insert prediction rows in one transaction; a row already logged (a retried
-        flush) is skipped by the database (ON CONFLICT DO NOTHING). Goes through the
+        """Insert prediction rows of one model in one transaction, and join the outcomes
+        that were waiting for them (looked up by their keys). A row already logged (a
+        retried flush) is skipped by the database (ON CONFLICT DO NOTHING). Goes through the
         driver's ``executemany``: SQLAlchemy's per-row parameter handling would cost more
         than the insert itself."""
         if not rows:
             return
+        models = sorted({r["model"] for r in rows})
         dialect = self._engine.dialect.name
         if dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
@@ -78,6 +85,7 @@ class OutcomeStore:
             with self._engine.begin() as c:
                 for part in _chunks(rows, 1000):
                     c.execute(insert(predictions), part)
+                self._join_logged(c, models, rows)
             return
         stmt = dialect_insert(predictions).on_conflict_do_nothing(
             index_elements=[predictions.c.model, predictions.c.request_id, predictions.c.row_index])
@@ -85,6 +93,8 @@ class OutcomeStore:
         sql = str(compiled)
         order = compiled.positiontup
         with self._engine.begin() as c:
+            for model in models:
+                self._joins.lock(c, model, exclusive=False)
             cur = c.connection.driver_connection.cursor()
             try:
                 for part in _chunks(rows, 5000):
@@ -96,50 +106,27 @@ class OutcomeStore:
                 raise OperationalError(sql, None, exc) from exc
             finally:
                 cur.close()
+            self._join_logged(c, models, rows)
 
-    def _resolve(self, c, model: str, items: list[OutcomeIn]) -> dict[str, tuple[str, int, int, int]]:
-        """Map okey -> (request_id, row_index, window_id, seq) for outcomes whose prediction is logged.
+    def _join_logged(self, c, models: list[str], rows: list[dict[str, Any]]) -> None:
+        for model in models:
+            self._joins.join_logged(c, model, rows if len(models) == 1 else [r for r in rows if r["model"] == model])
 
-        Looks predictions up by their id column alone (an indexed equality IN list) and
-        matches row indexes here: tuple IN lists defeat the index on some databases."""
-        out: dict[str, tuple[str, int, int]] = {}
-        cols = (predictions.c.request_id, predictions.c.row_index, predictions.c.window_id, predictions.c.seq)
-        by_req: dict[str, list[OutcomeIn]] = {}
-        by_inst: dict[str, list[OutcomeIn]] = {}
-        by_client: dict[str, list[OutcomeIn]] = {}
-        for i in items:
-            if i.request_id is not None:
-                by_req.setdefault(i.request_id, []).append(i)
-            elif i.instance_id is not None:
-                by_inst.setdefault(i.instance_id, []).append(i)
-            elif i.client_request_id is not None:
-                by_client.setdefault(i.client_request_id, []).append(i)
-        for part in _chunks(list(by_req)):
-            found = {(r[0], r[1]): tuple(r) for r in c.execute(select(*cols).where(and_(
-                predictions.c.model == model, predictions.c.request_id.in_(part))))}
-            for rid in part:
-                for i in by_req[rid]:
-                    if (rid, i.row_index) in found:
-                        out[i.okey] = found[(rid, i.row_index)]
-        for part in _chunks(list(by_inst)):
-            rows = c.execute(select(predictions.c.instance_id, *cols).where(and_(
-                predictions.c.model == model, predictions.c.instance_id.in_(part)))
-                .order_by(predictions.c.predicted_at)).all()
-            latest = {r[0]: tuple(r[1:]) for r in rows}  # the most recent prediction for the id wins
-            for iid in part:
-                if iid in latest:
-                    for i in by_inst[iid]:
-                        out[i.okey] = latest[iid]
-        for part in _chunks(list(by_client)):
-            rows = c.execute(select(predictions.c.client_request_id, *cols).where(and_(
-                predictions.c.model == model, predictions.c.client_request_id.in_(part)))
-                .order_by(predictions.c.predicted_at)).all()
-            latest = {(r[0], r[2]): tuple(r[1:]) for r in rows}
-            for cid in part:
-                for i in by_client[cid]:
-                    if (cid, i.row_index) in latest:
-                        out[i.okey] = latest[(cid, i.row_index)]
-        return out
+    def request_id_key(self, model: str) -> bytes:
+        """The model's request-id key (:class:`~monitoring.intake.outcomes.RequestIds`),
+        made on first use and kept in the counters table so that every worker and replica
+        issues and recognises the same ids."""
+        name = f"key:request_ids:{model}"
+        with self._engine.begin() as c:
+            value = c.execute(select(counters.c.value).where(counters.c.name == name)).scalar()
+            if value is None:
+                value = secrets.randbits(62) + 1
+                try:
+                    with c.begin_nested():
+                        c.execute(insert(counters).values(name=name, value=value))
+                except IntegrityError:  # another worker made it first
+                    value = c.execute(select(counters.c.value).where(counters.c.name == name)).scalar()
+        return int(value).to_bytes(8, "big")
 
     def ingest(self, model: str, items: list[OutcomeIn], now: float) -> IngestResult:
         """Store a batch of outcomes atomically: all or nothing. Re-sent outcomes count as
@@ -156,92 +143,68 @@ class OutcomeStore:
         an :class:`IngestResult` or the :class:`OutcomeConflict` that rejected it."""
         out: list = []
         with self._engine.begin() as c:
+            self._joins.lock(c, model, exclusive=True)
             for items in batches:
-                try:
-                    with c.begin_nested():
-                        out.append(self._ingest(c, model, items, now))
-                except OutcomeConflict as exc:
-                    out.append(exc)
+                for attempt in (0, 1):
+                    try:
+                        with c.begin_nested():
+                            out.append(self._ingest(c, model, items, now))
+                        break
+                    except OutcomeConflict as exc:
+                        out.append(exc)
+                        break
+                    except IntegrityError:  # another writer labelled one of these predictions meanwhile
+                        if attempt:         # (a database without the lock): decided again, it is seen
+                            raise
         return out
 
     def _ingest(self, c, model: str, items: list[OutcomeIn], now: float) -> IngestResult:
-        conflicts: list[tuple[int, str]] = []
-        first: dict[str, int] = {}
-        for pos, it in enumerate(items):
-            if it.okey in first:
-                prev = items[first[it.okey]]
-                if not _same(prev.class_code, prev.value, it.class_code, it.value):
-                    conflicts.append((pos, f"contradicts item {first[it.okey]} of this batch"))
-            else:
-                first[it.okey] = pos
-        if conflicts:
-            raise OutcomeConflict(conflicts)
-        unique = [items[p] for p in first.values()]
-        existing: dict[str, tuple] = {}
-        for part in _chunks([i.okey for i in unique]):
-            for r in c.execute(select(outcomes.c.okey, outcomes.c.class_code, outcomes.c.value).where(and_(
-                    outcomes.c.model == model, outcomes.c.okey.in_(part)))):
-                existing[r[0]] = (r[1], r[2])
-        new = []
-        dup = 0
-        for it in unique:
-            if it.okey in existing:
-                code, val = existing[it.okey]
-                if _same(code, val, it.class_code, it.value):
-                    dup += 1
-                else:
-                    conflicts.append((first[it.okey], "contradicts the outcome already stored for this prediction"))
-            else:
-                new.append(it)
-        dup += len(items) - len(unique)
-        if conflicts:
-            raise OutcomeConflict(conflicts)
-        resolved = self._resolve(c, model, new)
-        rows = []
-        for it in new:
-            hit = resolved.get(it.okey)
-            rows.append(dict(model=model, okey=it.okey, class_code=it.class_code, value=it.value,
-                             observed_at=it.observed_at, received_at=now,
-                             request_id=hit[0] if hit else it.request_id,
-                             row_index=hit[1] if hit else it.row_index,
-                             window_id=hit[2] if hit else None, seq=hit[3] if hit else None,
-                             matched=hit is not None, matched_at=now if hit else None, expired=False))
+        okeys = list({i.okey: None for i in items})
+        self._joins.join(c, model, self._joins.stored(c, model, okeys, waiting_only=True), now)
+        plan = plan_ingest(items, self._joins.lookup(c, model, items, self._joins.stored(c, model, okeys)))
+        if plan.conflicts:
+            raise OutcomeConflict(sorted(plan.conflicts + plan.unknown))
+        for part in _chunks(list(plan.replace)):
+            c.execute(delete(outcomes).where(and_(outcomes.c.model == model, outcomes.c.okey.in_(part))))
+        rows = [dict(model=model, okey=it.okey, class_code=it.class_code, value=it.value, observed_at=it.observed_at,
+                     received_at=now, request_id=p.request_id if p else it.request_id,
+                     row_index=p.row_index if p else it.row_index, window_id=p.window_id if p else None,
+                     seq=p.seq if p else None, matched=p is not None, matched_at=now if p else None, expired=False)
+                for it, p in plan.insert]
         for part in _chunks(rows, 1000):
             c.execute(insert(outcomes), part)
-        return IngestResult(accepted=len(new), duplicate=dup, pending=sum(1 for r in rows if not r["matched"]))
+        return IngestResult(accepted=len(rows), duplicate=plan.duplicate, pending=plan.pending,
+                            unknown=plan.unknown, replaced=len(plan.replace))
 
-    def match_pending(self, model: str, expire_before: float, limit: int = 5000) -> tuple[int, int]:
-        """Join outcomes that arrived before their prediction; expire the too old.
-        Returns (matched, expired)."""
+    def match_pending(self, model: str, expire_before: float, limit: int = 1000) -> tuple[int, int]:
+        """Expire outcomes waiting since before ``expire_before``, and sweep the next
+        ``limit`` waiting ones (oldest first, resuming where the last sweep stopped) for a
+        prediction that was logged without meeting them. Joins happen when predictions are
+        logged and when outcomes are stored; the sweep is a safety net whose cost is
+        bounded per call whatever waits. Returns (matched, expired)."""
+        o = outcomes.c
+        waiting = and_(o.model == model, o.matched.is_(False), o.expired.is_(False))
         with self._engine.begin() as c:
-            rows = c.execute(select(outcomes.c.okey, outcomes.c.received_at).where(and_(
-                outcomes.c.model == model, outcomes.c.matched.is_(False), outcomes.c.expired.is_(False)))
-                .limit(limit)).all()
-            if not rows:
-                return 0, 0
-            items = [_parse_okey(r[0]) for r in rows]
-            resolved = self._resolve(c, model, [i for i in items if i is not None])
-            matched = expired = 0
-            for (okey, received), it in zip(rows, items):
-                hit = resolved.get(okey)
-                if hit is not None:
-                    c.execute(update(outcomes).where(and_(outcomes.c.model == model, outcomes.c.okey == okey))
-                              .values(request_id=hit[0], row_index=hit[1], window_id=hit[2], seq=hit[3],
-                                      matched=True, matched_at=time.time()))
-                    matched += 1
-                elif received < expire_before:
-                    c.execute(update(outcomes).where(and_(outcomes.c.model == model, outcomes.c.okey == okey))
-                              .values(expired=True))
-                    expired += 1
-            return matched, expired
+            self._joins.lock(c, model, exclusive=False)
+            expired = c.execute(update(outcomes).where(and_(waiting, o.received_at < expire_before))
+                                .values(expired=True, closed="expired")).rowcount
+            rows = self._joins.waiting_after(c, model, self._sweep.get(model, (-1.0, "")), limit)
+            last = max(rows.values(), key=lambda r: (r.received_at, r.okey)) if len(rows) == limit else None
+            self._sweep[model] = (last.received_at, last.okey) if last is not None else (-1.0, "")
+            matched, _ = self._joins.join(c, model, rows, time.time())
+        return matched, expired
 
     def counts(self, model: str) -> dict[str, int]:
+        """Outcomes by state: ``matched``, ``pending`` (waiting for their prediction),
+        ``expired`` (waited too long) and ``conflicting`` (their prediction got another label)."""
+        o = outcomes.c
         with self._reader.connect() as c:
-            rows = c.execute(select(outcomes.c.matched, outcomes.c.expired, func.count()).where(
-                outcomes.c.model == model).group_by(outcomes.c.matched, outcomes.c.expired)).all()
-        out = {"matched": 0, "pending": 0, "expired": 0}
-        for matched, exp, n in rows:
-            out["matched" if matched else "expired" if exp else "pending"] += int(n)
+            rows = c.execute(select(o.matched, o.expired, o.closed, func.count()).where(o.model == model)
+                             .group_by(o.matched, o.expired, o.closed)).all()
+        out = {"matched": 0, "pending": 0, "expired": 0, "conflicting": 0}
+        for matched, exp, closed, n in rows:
+            out["matched" if matched else "pending" if not exp else
+                "conflicting" if closed == "conflict" else "expired"] += int(n)
         return out
 
     def windows_to_score(self, model: str) -> list[tuple[int, float, int]]:
@@ -369,19 +332,3 @@ class OutcomeStore:
                 out["performance"] = c.execute(delete(performance).where(and_(
                     performance.c.model == model, performance.c.window_id < oldest_kept))).rowcount
         return out
-
-
-def _parse_okey(okey: str) -> OutcomeIn | None:
-    kind, _, rest = okey.partition(":")
-    try:
-        if kind == "r":
-            rid, _, idx = rest.rpartition(":")
-            return OutcomeIn(okey, None, None, 0.0, request_id=rid, row_index=int(idx))
-        if kind == "i":
-            return OutcomeIn(okey, None, None, 0.0, instance_id=rest)
-        if kind == "c":
-            cid, _, idx = rest.rpartition(":")
-            return OutcomeIn(okey, None, None, 0.0, client_request_id=cid, row_index=int(idx))
-    except ValueError:
-        return None
-    return None

@@ -15,8 +15,10 @@ from __future__ import annotations
 from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table,
                         Text)
 
-#: v1: windows, predictions, outcomes, performance; v2: window_results.sketch and the alert tables.
-SCHEMA_VERSION = 2
+#: v1: windows, predictions, outcomes, performance; v2: window_results.sketch and the alert tables;
+#: v3: outcomes.closed, at most one matched outcome per prediction (a unique partial index), and
+#: waiting outcomes indexed by age.
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -104,11 +106,18 @@ outcomes = Table(
     Column("seq", BigInteger),                        # the prediction's row number, once matched
     Column("matched_at", Float),                      # when it was joined (a window to re-score)
     Column("matched", Boolean, nullable=False, default=False),
-    Column("expired", Boolean, nullable=False, default=False),
+    Column("expired", Boolean, nullable=False, default=False),  # stopped waiting: see ``closed``
+    Column("closed", String(12)),                     # v3: why it stopped waiting: "expired" | "conflict"
 )
 Index("ix_vigil_outcomes_window", outcomes.c.model, outcomes.c.window_id)
 Index("ix_vigil_outcomes_pred", outcomes.c.model, outcomes.c.request_id, outcomes.c.row_index)
-Index("ix_vigil_outcomes_pending", outcomes.c.model, outcomes.c.matched, outcomes.c.expired)
+#: v3: one label per prediction, whichever key it was posted under
+OUTCOMES_ONE_PER_PREDICTION = Index(
+    "ux_vigil_outcomes_matched", outcomes.c.model, outcomes.c.request_id, outcomes.c.row_index, unique=True,
+    sqlite_where=outcomes.c.matched.is_(True), postgresql_where=outcomes.c.matched.is_(True))
+#: v3: waiting outcomes by age (expiry, the background sweep); replaces v2's ix_vigil_outcomes_pending
+OUTCOMES_WAITING = Index("ix_vigil_outcomes_waiting", outcomes.c.model, outcomes.c.matched, outcomes.c.expired,
+                         outcomes.c.received_at)
 
 performance = Table(
     "vigil_performance", metadata,

@@ -85,9 +85,11 @@ def test_observed_at_accepts_iso_and_epoch():
 
 # -- storage -----------------------------------------------------------------------------------
 
-def outs(rid, codes, **kw):
+def outs(rid, codes, early=True, **kw):
+    """Outcomes for request ``rid``; ``early``: kept even before (or without) its prediction
+    (these ids are not issued by a RequestIds, so without it they would be reported unknown)."""
     return parse_outcomes([{"request_id": rid, "index": i, "outcome": CLF.classes[c], **kw}
-                           for i, c in enumerate(codes)], CLF, 1000, NOW)
+                           for i, c in enumerate(codes)], CLF, 1000, NOW, allow_early=early)
 
 
 def test_ingest_counts_and_resend_is_duplicate(store):
@@ -97,7 +99,7 @@ def test_ingest_counts_and_resend_is_duplicate(store):
     assert (res.accepted, res.duplicate, res.pending) == (4, 0, 1)
     again = store.outcomes.ingest(m, outs("r1", [1, 0, 1]), NOW)
     assert (again.accepted, again.duplicate, again.pending) == (0, 3, 0)
-    assert store.outcomes.counts(m) == {"matched": 3, "pending": 1, "expired": 0}
+    assert store.outcomes.counts(m) == {"matched": 3, "pending": 1, "expired": 0, "conflicting": 0}
 
 
 def test_conflicting_batch_is_rejected_whole(store):
@@ -107,7 +109,7 @@ def test_conflicting_batch_is_rejected_whole(store):
     with pytest.raises(OutcomeConflict) as e:
         store.outcomes.ingest(m, batch, NOW)
     assert [pos for pos, _ in e.value.conflicts] == [2]
-    assert store.outcomes.counts(m) == {"matched": 0, "pending": 1, "expired": 0}  # nothing of the batch stored
+    assert store.outcomes.counts(m) == {"matched": 0, "pending": 1, "expired": 0, "conflicting": 0}  # nothing of the batch stored
 
 
 def test_contradiction_inside_one_batch_is_a_conflict(store):
@@ -121,8 +123,9 @@ def test_outcome_before_prediction_is_joined_when_it_arrives(store):
     m = model()
     res = store.outcomes.ingest(m, outs("early", [1, 1]), NOW)
     assert res.pending == 2
-    log(store, m, "early", 2, window=7)
-    assert store.outcomes.match_pending(m, expire_before=0) == (2, 0)
+    log(store, m, "early", 2, window=7)  # logging the prediction joins what waited for it
+    assert store.outcomes.counts(m)["matched"] == 2
+    assert store.outcomes.match_pending(m, expire_before=0) == (0, 0)
     data = store.outcomes.window_predictions(m, 7)
     assert data["labelled"].tolist() == [True, True] and data["true_code"].tolist() == [1.0, 1.0]
 
@@ -143,7 +146,7 @@ def test_unmatched_outcomes_expire_and_are_counted(store):
     store.outcomes.ingest(m, outs("never", [1]), NOW)
     assert store.outcomes.match_pending(m, expire_before=NOW - 50) == (0, 0)  # received at NOW, not old enough
     assert store.outcomes.match_pending(m, expire_before=NOW + 1) == (0, 1)
-    assert store.outcomes.counts(m) == {"matched": 0, "pending": 0, "expired": 1}
+    assert store.outcomes.counts(m) == {"matched": 0, "pending": 0, "expired": 1, "conflicting": 0}
 
 
 def test_relogging_a_prediction_is_harmless(store):
@@ -210,9 +213,8 @@ def test_retention_deletes_old_rows_only(store):
 def test_a_late_join_marks_the_window_for_rescoring(store):
     m = model()
     store.outcomes.ingest(m, outs("late", [1]), NOW)           # before its prediction
-    log(store, m, "late", 1, window=3)
     assert store.outcomes.windows_to_score(m) == []
-    store.outcomes.match_pending(m, expire_before=0)
+    log(store, m, "late", 1, window=3)                         # joined as its prediction is logged
     ((wid, joined_at, n),) = store.outcomes.windows_to_score(m)
     assert wid == 3 and n == 1 and joined_at >= NOW  # joined now, not when it was received
 

@@ -1,4 +1,4 @@
-"""A store written by schema v1 is brought to v2 in place, data kept."""
+"""A store written by an older schema is brought to the current one in place, data kept."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_v1_store_is_migrated(tmp_path):
     db.commit()
     db.close()
     s = Store(f"sqlite:///{path}")
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     sketch, report = s.windows.sketch("m", 0)
     assert sketch is None and report == {"rows": 10}          # old window kept, no sketch to adopt
     assert s.alerts.all("m") == [] and s.references.version("m") == 0  # the new tables exist
