@@ -14,10 +14,10 @@ touches SQL, and the monitor never calls back.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
-import uuid
 from typing import Annotated, Any
 
 import anyio
@@ -38,10 +38,11 @@ from monitoring.store import OutcomeConflict, StoreUnavailable
 
 from . import bentoml_fixes, connections, routes, telemetry
 from .inline import InlinePolicy
-from .middleware import SCOPE_COUNTED, MonitorRef, VigilMiddleware
+from .middleware import SCOPE_COUNTED, SCOPE_TRUSTED, MonitorRef, VigilMiddleware
 from .mounts import admin_app, monitoring_app
 from .process import freeze_startup_heap, gc_state
-from .schemas import MAX_CLIENT_ID, FeedbackResponse, PredictResponse, instances_schema, outcomes_schema
+from .schemas import (ALLOW_EARLY, MAX_CLIENT_ID, MAX_LISTED, FeedbackResponse, PredictResponse, instances_schema,
+                      outcomes_schema)
 from .settings import load_server_settings
 from .spans import ChildSpans
 
@@ -110,7 +111,8 @@ class MonitoredModel:
         freeze_startup_heap()
         if SETTINGS.api_token is None:
             log.warning("VIGIL_API_TOKEN is not set: /feedback is open to anyone, and fake labels would "
-                        "poison the performance metrics. Set a token in production.")
+                        "poison the performance metrics; /predict and /monitoring are open; /admin is "
+                        "disabled. Set a token in production.")
         log.info("Vigil serving %s (%s, %d features)", self.loaded.tag, self.schema.task, len(self.schema.features))
 
     @bentoml.api(route="/predict")
@@ -138,7 +140,7 @@ class MonitoredModel:
     def _predict_batch(self, instances: Any, ctx: bentoml.Context) -> tuple[Any, int]:
         """(response, rows handed to the model: 0 when the request was rejected first)."""
         received = time.time()
-        request_id = uuid.uuid4().hex
+        request_id = self.monitor.request_ids.issue(len(instances) if isinstance(instances, list) else 0)
         server_span = trace.get_current_span()
         ctx.response.headers["traceparent"] = _traceparent(server_span)
         ctx.response.headers["x-vigil-request-id"] = request_id
@@ -163,6 +165,12 @@ class MonitoredModel:
             server_span.set_attributes(attrs)
             return self._reject(ctx, exc), 0
         rows = batch.n_rows
+        if not ctx.request.scope.get(SCOPE_TRUSTED, True) and (client_id is not None or batch.instance_ids):
+            # with a token set, only its holders' own ids are kept for feedback: anyone could
+            # otherwise claim a caller id and have the holder's labels join their prediction
+            client_id = None
+            batch = dataclasses.replace(batch, instance_ids=None)
+            ctx.response.headers["x-vigil-caller-ids"] = "not kept: send the bearer token to label by your ids"
         t_model = time.time_ns()
         spans.add(N.SPAN_VALIDATE, t, {**model_attrs, N.ATTR_ROWS: rows, N.ATTR_OUTCOME: N.OUTCOME_OK}, end_ns=t_model)
 
@@ -202,15 +210,19 @@ class MonitoredModel:
         self,
         outcomes: Annotated[Any, WithJsonSchema(_OUTCOMES_SCHEMA)],
         ctx: bentoml.Context,
+        allow_early: Annotated[bool, WithJsonSchema({"type": "boolean", "description": ALLOW_EARLY})] = False,
     ) -> FeedbackResponse:
         """Record true outcomes. 2xx means committed; re-sending is safe (duplicates are
-        counted, not stored twice); a batch with an invalid (422) or conflicting (409) item
-        is rejected whole; 503 when the store cannot commit (nothing stored: retry)."""
+        counted, not stored twice); outcomes that name no prediction are reported under
+        `unknown`/`errors` and not kept (unless `allow_early`); a batch with an invalid (422)
+        or conflicting (409) item is rejected whole; 503 when the store cannot commit
+        (nothing stored: retry)."""
         span = trace.get_current_span()
         span.set_attributes(self._model_attrs)
         ctx.response.headers["traceparent"] = _traceparent(span)
         try:
-            items = parse_outcomes(outcomes, self.schema, SETTINGS.max_feedback_items, time.time())
+            items = parse_outcomes(outcomes, self.schema, SETTINGS.max_feedback_items, time.time(),
+                                   request_ids=self.monitor.request_ids, allow_early=allow_early is True)
             res = self.monitor.submit_outcomes(items, timeout=SETTINGS.store_timeout + 5)
         except FeedbackInvalid as exc:
             return self._feedback_refused(ctx, span, exc.status, exc.to_dict(), "rejected",
@@ -226,9 +238,13 @@ class MonitoredModel:
         self.metrics[N.M_FEEDBACK_OUTCOMES].add(res.accepted - res.pending, result="accepted")
         self.metrics[N.M_FEEDBACK_OUTCOMES].add(res.pending, result="pending")
         self.metrics[N.M_FEEDBACK_OUTCOMES].add(res.duplicate, result="duplicate")
+        self.metrics[N.M_FEEDBACK_OUTCOMES].add(len(res.unknown), result="unknown")
+        self.metrics[N.M_FEEDBACK_OUTCOMES].add(res.replaced, result="replaced")
         self.metrics[N.M_REQUEST_ROWS].record(len(items), endpoint="feedback")
         span.set_attributes({N.ATTR_ROWS: len(items), N.ATTR_OUTCOME: N.OUTCOME_OK})
-        return FeedbackResponse(accepted=res.accepted, duplicate=res.duplicate, pending=res.pending)
+        return FeedbackResponse(accepted=res.accepted, duplicate=res.duplicate, pending=res.pending,
+                                unknown=len(res.unknown), replaced=res.replaced,
+                                errors=[{"item": pos, "message": msg} for pos, msg in res.unknown[:MAX_LISTED]])
 
     def _feedback_refused(self, ctx, span, status: int, body: dict, result: str, kind: str | None = None):
         ctx.request.scope[SCOPE_COUNTED] = True

@@ -24,10 +24,22 @@ class PredictResponse(BaseModel):
     probabilities: list[list[float]] | None = Field(None, description="Per-row class probabilities.")
 
 
+#: Most items a feedback response lists under ``errors`` (the counts are always complete).
+MAX_LISTED = 50
+ALLOW_EARLY = ("Keep outcomes whose key names no prediction yet (a caller id not seen yet, an id "
+               "Vigil did not issue) until one does, instead of reporting them as unknown.")
+
+
 class FeedbackResponse(BaseModel):
     accepted: int = Field(description="Outcomes newly stored (committed), matched or not yet.")
-    duplicate: int = Field(description="Outcomes already stored with the same value (re-sends).")
+    duplicate: int = Field(description="Outcomes already stored with the same value, under any key of the "
+                                       "same prediction (re-sends).")
     pending: int = Field(description="Of the accepted, those whose prediction is not logged yet (joined later).")
+    unknown: int = Field(0, description="Outcomes not kept: their key names no prediction (see errors).")
+    replaced: int = Field(0, description="Provisional outcomes (posted before their prediction was made) "
+                                         "replaced by these.")
+    errors: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "Per unknown outcome: its position in the batch (item) and why (message)."))
 
 
 def instances_schema(schema: ModelSchema, max_rows: int, instance_id_field: str | None) -> dict[str, Any]:

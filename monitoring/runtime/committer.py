@@ -29,6 +29,10 @@ class GroupCommitter:
         self.model = model
         self.max_group_outcomes = max_group_outcomes
         self._q: "queue.Queue" = queue.Queue(max_waiting)
+        #: failed commits so far, and the last one's reason while commits keep failing (None
+        #: once one succeeds): what ``/monitoring/status`` reports for writes
+        self.errors = 0
+        self.last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="vigil-feedback-commit", daemon=True)
         self._thread.start()
 
@@ -60,10 +64,13 @@ class GroupCommitter:
             try:
                 results = self.store.outcomes.ingest_group(self.model, [items for items, _ in group], time.time())
             except Exception as exc:  # the commit edge: every waiter learns its outcomes were not stored
+                self.errors += 1
+                self.last_error = getattr(exc, "reason", None) or type(exc).__name__
                 for _, fut in group:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
+            self.last_error = None
             for (_, fut), res in zip(group, results):
                 if not fut.done():
                     fut.set_result(res)

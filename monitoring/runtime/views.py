@@ -20,7 +20,7 @@ def status(m) -> dict[str, Any]:
     try:
         last = m.store.windows.recent(m.tag, limit=1)
         counted = m.store.windows.counter(f"rows:{m.tag}")
-        store = "ok"
+        store = _write_health(m, w)
     except StoreUnavailable as exc:
         last, counted, store = [], None, f"unavailable ({exc.reason})"
     s = m.settings
@@ -41,6 +41,17 @@ def status(m) -> dict[str, Any]:
         "drift_methods": m.evaluator.methods,
         "gpu": m.system.gpus.available,
     }
+
+def _write_health(m, w) -> str:
+    """``ok`` unless a writer's last attempt failed: a store that answers reads but refuses
+    writes (read-only, full disk, lost lock) is failing, not ok."""
+    failing = {"windows": w.last_error, "performance": m.tracker.last_error,
+               "feedback": m.committer.last_error}
+    failing = {k: v for k, v in failing.items() if v}
+    if not failing:
+        return "ok"
+    return "failing writes (" + "; ".join(f"{k}: {v}" for k, v in failing.items()) + ")"
+
 
 def _alert_summary(m) -> dict[str, Any]:
     try:
