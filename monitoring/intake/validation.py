@@ -28,6 +28,7 @@ MISSING_CODE = -1
 UNSEEN_CODE = -2
 
 _NUMBER_TYPES = frozenset((int, float))  # bool is deliberately not a number here
+_ABSENT = object()  # a feature missing from a row (reported once, as missing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,10 @@ class Validator:
 
     # -- structure -----------------------------------------------------------------
     def _check_structure(self, instances: Any) -> tuple[list[FieldError], int]:
-        """(errors, how many more were counted but not built) for the batch's shape and keys."""
+        """(errors, how many more were counted but not built) for the batch's shape and keys.
+        Problems with the batch itself come alone (nothing else can be checked); problems
+        with rows (not an object, missing or unknown features) are listed and the values
+        that are there are still checked, so that one missing feature hides nothing."""
         uncounted = 0
         if not isinstance(instances, list):
             return [FieldError(None, None, N.ERR_MALFORMED,
@@ -175,7 +179,7 @@ class Validator:
     # -- numeric -------------------------------------------------------------------
     def _numeric_column(self, instances: list[dict], spec, errors: list[FieldError]) -> np.ndarray:
         name = spec.name
-        col = [r[name] for r in instances]
+        col = [r.get(name, _ABSENT) for r in instances]
         kinds = set(map(type, col))
         if kinds <= {float, int}:
             try:
@@ -188,7 +192,7 @@ class Validator:
             arr = np.empty(len(col), dtype=np.float64)
             for i, v in enumerate(col):
                 t = type(v)
-                if v is None:
+                if v is None or v is _ABSENT:
                     arr[i] = math.nan
                 elif t is int or t is float:
                     try:
@@ -205,6 +209,8 @@ class Validator:
             nan = np.isnan(arr)
             if nan.any() and not spec.nullable:
                 for i in np.flatnonzero(nan):
+                    if col[i] is _ABSENT:  # reported as missing already
+                        continue
                     errors.append(FieldError(int(i), name, N.ERR_NULL, "missing value (null/NaN) is not allowed for this feature"))
             for i in np.flatnonzero(np.isinf(arr)):
                 errors.append(FieldError(int(i), name, N.ERR_NON_FINITE, "infinite values are not accepted"))
@@ -247,7 +253,10 @@ class Validator:
         codes = np.empty(n, dtype=np.int32)
         values = np.empty(n, dtype=object)
         for i, r in enumerate(instances):
-            v = r[name]
+            v = r.get(name, _ABSENT)
+            if v is _ABSENT:  # reported as missing already
+                codes[i], values[i] = MISSING_CODE, np.nan
+                continue
             if v is None:
                 if not spec.nullable:
                     errors.append(FieldError(i, name, N.ERR_NULL, "missing value (null) is not allowed for this feature"))
@@ -290,11 +299,13 @@ class Validator:
     def validate(self, instances: Any) -> ValidatedBatch:
         """Return a :class:`ValidatedBatch` or raise :class:`ValidationFailed`."""
         errors, uncounted = self._check_structure(instances)
-        if errors:
+        if errors and errors[0].row is None:  # the batch itself: empty, too large, not an array
             status = 413 if errors[0].kind == N.ERR_TOO_MANY_ROWS else 422
             raise ValidationFailed(errors, total=len(errors) + uncounted, status=status)
         n = len(instances)
-        numeric = self._numeric_fast(instances)
+        if errors:  # rows with structural problems: check what values they have, objects only
+            instances = [r if type(r) is dict else {} for r in instances]
+        numeric = None if errors else self._numeric_fast(instances)
         if numeric is None:  # something to report (or a null to allow): column by column
             numeric = np.empty((n, len(self._numeric)), dtype=np.float64)
             for j, spec in enumerate(self._numeric):
@@ -306,5 +317,5 @@ class Validator:
         ids = self._instance_ids(instances, errors)
         if errors:
             errors.sort(key=lambda e: (e.row if e.row is not None else -1))
-            raise ValidationFailed(errors)
+            raise ValidationFailed(errors, total=len(errors) + uncounted)
         return ValidatedBatch(n, numeric, codes, categorical, ids)

@@ -128,3 +128,14 @@ def test_json_schema_describes_features():
     assert "enum" not in str(js["properties"]["tier"])  # accepts unseen: no enum
     assert {"type": "null"} in js["properties"]["income"]["anyOf"]
     assert js["additionalProperties"] is False
+
+
+def test_a_missing_feature_hides_none_of_the_other_errors():
+    """Issue 18 item 7: every problem of the batch, structural or not, in one answer."""
+    v = Validator(schema(), max_rows=10)
+    missing_income = {k: val for k, val in ok_row(city="Lyon").items() if k != "income"}
+    e = reject(v, [missing_income, ok_row(age="30", extra=1), 7])
+    found = {(err.row, err.feature, err.kind) for err in e.errors}
+    assert found == {(0, "income", N.ERR_MISSING_FEATURE), (0, "city", N.ERR_UNSEEN_CATEGORY),
+                     (1, "extra", N.ERR_UNKNOWN_FEATURE), (1, "age", N.ERR_WRONG_TYPE), (2, None, N.ERR_MALFORMED)}
+    assert e.total == 5
