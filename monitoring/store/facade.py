@@ -70,6 +70,8 @@ class Store:
         kept = self.outcomes.oldest_logged_window(model)
         if kept is not None:
             out.update(self.windows.purge(model, before_window=kept))
+        else:  # no prediction left at all (an idle model): every result older than ``before`` goes
+            out.update(self.windows.purge(model, before_window=None, evaluated_before=before))
         out.update(self.alerts.purge(model, before))
         return out
 

@@ -318,8 +318,8 @@ class OutcomeStore:
     def purge(self, model: str, before: float) -> dict[str, int]:
         """Retention, one transaction: delete predictions made before ``before`` (epoch
         seconds), outcomes received before it (matched, pending or expired), and the
-        performance results of windows whose predictions are all gone. Returns the rows
-        deleted per table."""
+        performance results of windows whose predictions are all gone (or, when no
+        prediction is left, computed before it). Returns the rows deleted per table."""
         out = {}
         with self._engine.begin() as c:
             oldest_kept = c.execute(select(func.min(predictions.c.window_id)).where(and_(
@@ -328,7 +328,9 @@ class OutcomeStore:
                 predictions.c.model == model, predictions.c.predicted_at < before))).rowcount
             out["outcomes"] = c.execute(delete(outcomes).where(and_(
                 outcomes.c.model == model, outcomes.c.received_at < before))).rowcount
-            if oldest_kept is not None:
-                out["performance"] = c.execute(delete(performance).where(and_(
-                    performance.c.model == model, performance.c.window_id < oldest_kept))).rowcount
+            # results of windows whose predictions are all gone; with none left at all, by age
+            gone = (performance.c.window_id < oldest_kept if oldest_kept is not None
+                    else performance.c.computed_at < before)
+            out["performance"] = c.execute(delete(performance).where(and_(performance.c.model == model,
+                                                                          gone))).rowcount
         return out

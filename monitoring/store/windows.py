@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -217,12 +217,19 @@ class WindowStore:
             return None, None
         return (json.loads(r[0]) if r[0] else None), (json.loads(r[1]) if r[1] else None)
 
-    def purge(self, model: str, before_window: int) -> dict[str, int]:
+    def purge(self, model: str, before_window: int | None, evaluated_before: float | None = None) -> dict[str, int]:
         """Retention: delete the evaluated results of windows older than ``before_window``
         (the oldest window that still has logged predictions: the facade asks the outcome
-        store). Counters, seals and partials are tiny and kept."""
+        store; None when none is left) or evaluated before ``evaluated_before`` (epoch
+        seconds: every row of such a window is older). Counters, seals and partials are
+        tiny and kept."""
+        w = window_results.c
+        old = [w.window_id < before_window] if before_window is not None else []
+        if evaluated_before is not None:
+            old.append(w.evaluated_at < evaluated_before)
+        if not old:
+            return {"window_results": 0}
         with self._engine.begin() as c:
-            n = c.execute(delete(window_results).where(and_(
-                window_results.c.model == model, window_results.c.window_id < before_window,
-                window_results.c.status == "done"))).rowcount
+            n = c.execute(delete(window_results).where(and_(w.model == model, w.status == "done",
+                                                            or_(*old)))).rowcount
         return {"window_results": n}

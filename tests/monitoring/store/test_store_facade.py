@@ -50,10 +50,12 @@ def test_retention_drops_the_results_of_windows_whose_predictions_are_gone(store
     assert list(store.outcomes.performance_state(m)) == [2]
 
 
-def test_retention_keeps_window_results_when_no_prediction_is_left(store):
+def test_retention_drops_old_results_when_no_prediction_is_left(store):
+    """Issue 12 item 9: an idle model (every prediction older than the retention) used to
+    keep its window and performance results for ever; they go by age then."""
     m = model()
     predict(store, m, "r0", 0, 100.0)
     evaluated(store, m, 0)
     deleted = store.purge(m, before=500.0)
-    assert deleted == {"predictions": 1, "outcomes": 0, "alert_history": 0}  # as before the split
-    assert [r.window_id for r in store.windows.recent(m)] == [0]
+    assert deleted == {"predictions": 1, "outcomes": 0, "performance": 1, "window_results": 1, "alert_history": 0}
+    assert store.windows.recent(m) == [] and store.outcomes.performance_state(m) == {}
