@@ -61,7 +61,8 @@ TELEMETRY = telemetry.install({"vigil.model": SETTINGS.model}, export_timeout=SE
 #: The middleware is built before the service instance exists; it reaches the monitor through this.
 MONITOR = MonitorRef()
 
-_INSTANCES_SCHEMA = instances_schema(SCHEMA, SETTINGS.max_batch_rows, SETTINGS.instance_id_field)
+_INSTANCES_SCHEMA = instances_schema(SCHEMA, SETTINGS.max_batch_rows, SETTINGS.instance_id_field,
+                                     ranges=not SETTINGS.protect_monitoring)
 _OUTCOMES_SCHEMA = outcomes_schema(SCHEMA, SETTINGS.max_feedback_items)
 
 

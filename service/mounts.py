@@ -7,6 +7,7 @@ a missing target 404.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Callable
 
@@ -26,11 +27,37 @@ log = logging.getLogger("vigil.service")
 #: ``?limit=`` bounds of the listing views.
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 20
+#: Largest listing answer: entries past it are left out (``truncated``), whatever ``limit`` asked.
+MAX_VIEW_BYTES = 1 << 20
+#: The list each listing view bounds.
+_LISTS = {"drift": "windows", "performance": "windows", "alerts": "recent"}
 
 
-async def _call(fn: Callable[..., Any], *args: Any, status: int = 200) -> JSONResponse:
+def bounded(body: dict[str, Any], key: str, budget: int = MAX_VIEW_BYTES) -> dict[str, Any]:
+    """``body`` with ``body[key]`` cut, newest first, to what fits in ``budget`` bytes of
+    JSON; ``truncated`` says whether anything was left out. A drift window of a wide model
+    is tens of KB: ``?limit=1000`` used to answer ~12 MB to anyone."""
+    items = body.get(key)
+    if not isinstance(items, list):
+        return body
+    rest = dict(body, **{key: []})
+    size = len(json.dumps(rest, default=str))
+    kept = []
+    for item in items:
+        size += len(json.dumps(item, default=str)) + 2
+        if size > budget:
+            break
+        kept.append(item)
+    return {**rest, key: kept, "truncated": len(kept) < len(items)}
+
+
+async def _call(fn: Callable[..., Any], *args: Any, status: int = 200, bound: str | None = None) -> JSONResponse:
+    def work() -> Any:  # off the event loop, measuring the answer included
+        body = fn(*args)
+        return bounded(body, bound) if bound is not None else body
+
     try:
-        body = await run_in_threadpool(fn, *args)
+        body = await run_in_threadpool(work)
     except StoreUnavailable as exc:
         log.warning("%s: store unavailable (%s)", getattr(fn, "__name__", fn), type(exc).__name__)
         return JSONResponse({"error": "the store is unavailable; retry later"}, status_code=503,
@@ -57,7 +84,7 @@ def monitoring_app(service: Callable[[], Any]) -> Starlette:
                 return JSONResponse({"error": "limit must be an integer"}, status_code=422)
             if not 1 <= limit <= MAX_LIMIT:
                 return JSONResponse({"error": f"limit must be between 1 and {MAX_LIMIT}"}, status_code=422)
-            return await _call(getattr(service().monitor, view), limit)
+            return await _call(getattr(service().monitor, view), limit, bound=_LISTS[view])
 
         return handler
 

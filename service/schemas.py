@@ -4,6 +4,8 @@ bodies of the admin actions."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -42,9 +44,18 @@ class FeedbackResponse(BaseModel):
         "Per unknown outcome: its position in the batch (item) and why (message)."))
 
 
-def instances_schema(schema: ModelSchema, max_rows: int, instance_id_field: str | None) -> dict[str, Any]:
-    return {"type": "array", "minItems": 1, "maxItems": max_rows,
-            "items": schema.json_schema(instance_id_field),
+def instances_schema(schema: ModelSchema, max_rows: int, instance_id_field: str | None,
+                     ranges: bool = True) -> dict[str, Any]:
+    """The ``instances`` schema; ``ranges=False`` leaves out each feature's reference range
+    (the real minimum and maximum of the training data: kept private when the monitoring
+    views are protected)."""
+    items = schema.json_schema(instance_id_field)
+    if not ranges:
+        for prop in items["properties"].values():
+            for s in (prop, *prop.get("anyOf", ())):
+                if str(s.get("description", "")).startswith("reference range"):
+                    s["description"] = "values outside the reference range are monitored, not rejected"
+    return {"type": "array", "minItems": 1, "maxItems": max_rows, "items": items,
             "description": "Rows to predict, one object per row with every feature of the model."}
 
 
@@ -67,11 +78,36 @@ def outcomes_schema(schema: ModelSchema, max_items: int) -> dict[str, Any]:
     return {"type": "array", "minItems": 1, "maxItems": max_items, "items": item}
 
 
+_INVISIBLE = frozenset(("Cc", "Cf", "Cs", "Co", "Cn"))  # controls, format (bidi, zero-width), no glyph
+
+
+def display_text(v: str, limit: int) -> str | None:
+    r"""Free text (a silence's reason, who acted) as it is stored and served: control and
+    invisible formatting characters (NUL, bidi overrides, zero-width joiners) removed,
+    markup brackets removed, whitespace runs made one space, cut to ``limit``; None if
+    nothing is left. Pages that show it still escape it; this keeps the store clean for
+    those that forget, and for terminals and logs.
+
+    >>> display_text("ok\u202e <b>evil</b>\x00\n done", 100)
+    'ok bevil/b done'
+    """
+    kept = "".join(" " if ch.isspace() else ch for ch in v
+                   if ch.isspace() or (unicodedata.category(ch) not in _INVISIBLE and ch not in "<>"))
+    out = re.sub(r" +", " ", kept).strip()[:limit].rstrip()
+    return out or None
+
+
 def _cut(limit: int):
-    """A free-text field (reason, by) cut to what its column holds."""
+    """A free-text field (reason, by): :func:`display_text` at what its column holds."""
     def cut(v: str | None) -> str | None:
-        return v[:limit] if isinstance(v, str) else v
+        return display_text(v, limit) if isinstance(v, str) else v
     return cut
+
+
+def _plain_instance(v: str | None) -> str | None:
+    if v is not None and any(unicodedata.category(ch) in _INVISIBLE for ch in v):
+        raise ValueError("must not contain control or invisible formatting characters")
+    return v
 
 
 class _Action(BaseModel):
@@ -85,6 +121,7 @@ class SilenceBody(_Action):
     reason: str | None = None
     by: str | None = None
 
+    _instance = field_validator("instance")(_plain_instance)
     _reason = field_validator("reason")(_cut(1000))
     _by = field_validator("by")(_cut(200))
 
@@ -94,6 +131,7 @@ class AckBody(_Action):
     instance: str | None = Field(None, max_length=300)
     by: str | None = None
 
+    _instance = field_validator("instance")(_plain_instance)
     _by = field_validator("by")(_cut(200))
 
 
