@@ -38,7 +38,8 @@ def test_acknowledged_outcomes_survive_kill_9(tmp_path, demo_tags, backend):
         with httpx.Client(base_url=server_url, timeout=10) as c:
             while not stop.is_set():
                 rid = uuid.uuid4().hex
-                body = {"outcomes": [{"request_id": rid, "index": i, "outcome": i % 2} for i in range(10)]}
+                body = {"outcomes": [{"request_id": rid, "index": i, "outcome": i % 2} for i in range(10)],
+                        "allow_early": True}  # ids no prediction carries: kept only when asked
                 try:
                     r = c.post("/feedback", json=body)
                 except httpx.HTTPError:
@@ -80,12 +81,13 @@ def test_feedback_is_503_when_the_store_cannot_commit_and_predict_keeps_serving(
     env = {"VIGIL_MODEL": demo_tags["classifier"], "VIGIL_STORE_TIMEOUT": "1"}
     with serve(tmp_path, env) as server, server.client() as c:
         db = tmp_path / "data" / "vigil.db"
-        body = {"outcomes": [{"request_id": "a" * 32, "index": 0, "outcome": 1}]}
+        body = {"outcomes": [{"request_id": "a" * 32, "index": 0, "outcome": 1}], "allow_early": True}
         assert c.post("/feedback", json=body).status_code == 200
         blocker = sqlite3.connect(db, timeout=1, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
         try:
-            r = c.post("/feedback", json={"outcomes": [{"request_id": "b" * 32, "index": 0, "outcome": 1}]})
+            r = c.post("/feedback", json={"outcomes": [{"request_id": "b" * 32, "index": 0, "outcome": 1}],
+                                          "allow_early": True})
             assert r.status_code == 503 and "nothing was stored" in r.json()["error"]
             assert r.headers.get("retry-after")
             t = time.perf_counter()
@@ -95,7 +97,8 @@ def test_feedback_is_503_when_the_store_cannot_commit_and_predict_keeps_serving(
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
-        r = c.post("/feedback", json={"outcomes": [{"request_id": "b" * 32, "index": 0, "outcome": 1}]})
+        r = c.post("/feedback", json={"outcomes": [{"request_id": "b" * 32, "index": 0, "outcome": 1}],
+                                      "allow_early": True})
         assert r.status_code == 200 and r.json()["accepted"] == 1  # the 503'd outcome was really not stored
         deadline = time.monotonic() + 20
         while c.get("/monitoring/status").json()["windows"]["rows_counted"] < 10 and time.monotonic() < deadline:
@@ -113,13 +116,16 @@ def test_feedback_by_caller_ids_and_bad_feedback(tmp_path, demo_tags, demo_rows)
         assert r.status_code == 200
         out = [{"instance_id": "txn-0", "outcome": 1}, {"instance_id": "txn-1", "outcome": 0},
                {"client_request_id": "order-77", "index": 2, "outcome": 1}]
-        res = c.post("/feedback", json={"outcomes": out})
+        # straight after /predict: the prediction may not be logged yet, so caller ids are
+        # allowed to wait for it (without allow_early an id no prediction carries is 'unknown')
+        res = c.post("/feedback", json={"outcomes": out, "allow_early": True})
         assert res.status_code == 200 and res.json()["accepted"] == 3
         assert c.post("/feedback", json={"outcomes": out}).json()["duplicate"] == 3
         deadline = time.monotonic() + 15
         while c.get("/monitoring/performance").json()["outcomes"]["matched"] < 3 and time.monotonic() < deadline:
             time.sleep(0.3)  # outcomes that beat their prediction into the log are joined in the background
-        assert c.get("/monitoring/performance").json()["outcomes"] == {"matched": 3, "pending": 0, "expired": 0}
+        assert c.get("/monitoring/performance").json()["outcomes"] == {"matched": 3, "pending": 0, "expired": 0,
+                                                                       "conflicting": 0}
         for body, status, needle in [
             ({"outcomes": []}, 422, "empty"),
             ({"outcomes": [{"request_id": "x", "index": 0, "outcome": "1"}]}, 422, "not a class"),

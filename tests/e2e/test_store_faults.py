@@ -33,7 +33,7 @@ def test_postgres_connection_lost_mid_run(tmp_path, demo_tags, demo_rows):
 
         def feedback():
             return c.post("/feedback", json={"outcomes": [{"request_id": uuid.uuid4().hex, "index": 0,
-                                                           "outcome": 1}]})
+                                                           "outcome": 1}], "allow_early": True})
 
         predict()
         assert feedback().status_code == 200
