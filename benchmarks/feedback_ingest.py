@@ -39,7 +39,9 @@ def drive(url: str, seconds: float, clients: int, batch: int) -> tuple[float, in
         with httpx.Client(base_url=url, timeout=30) as c:
             while time.monotonic() < stop:
                 rid = uuid.uuid4().hex
-                body = {"outcomes": [{"request_id": rid, "index": i, "outcome": i % 2} for i in range(batch)]}
+                # ids no prediction carries: kept (pending) only when asked, as outcomes arriving early
+                body = {"outcomes": [{"request_id": rid, "index": i, "outcome": i % 2} for i in range(batch)],
+                        "allow_early": True}
                 r = c.post("/feedback", json=body)
                 if r.status_code == 200:
                     done[k] += r.json()["accepted"]

@@ -91,12 +91,14 @@ class OutcomeJoins:
         return Lookup(hits, sizes, preds, labels, stored)
 
     def stored(self, c, model: str, okeys: list[str], waiting_only: bool = False) -> dict[str, StoredOutcome]:
+        """Outcomes stored under ``okeys`` (primary-key lookups; the state is filtered here:
+        a state condition in SQL lets the planner pick the waiting index and scan it)."""
         out = {}
         for part in _chunks(okeys):
             q = select(*_OUT).where(and_(outcomes.c.model == model, outcomes.c.okey.in_(part)))
-            if waiting_only:
-                q = q.where(and_(outcomes.c.matched.is_(False), outcomes.c.expired.is_(False)))
             out.update((r[0], _stored(r)) for r in c.execute(q))
+        if waiting_only:
+            out = {k: v for k, v in out.items() if not v.matched and not v.expired}
         return out
 
     def lock(self, c, model: str, exclusive: bool) -> None:
@@ -110,7 +112,7 @@ class OutcomeJoins:
 
     def join(self, c, model: str, waiting: dict[str, StoredOutcome], now: float) -> tuple[int, int]:
         """Join waiting outcomes whose prediction is logged (rules: :func:`plan_join`).
-        Returns (matched, conflicting)."""
+        Returns (matched, closed: conflicting or redundant)."""
         if not waiting:
             return 0, 0
         keys = [parse_okey(k) for k in waiting]
@@ -125,7 +127,7 @@ class OutcomeJoins:
         for part in _chunks(list(plan.conflicting)):
             c.execute(update(outcomes).where(and_(o.model == model, o.okey.in_(part))).values(
                 expired=True, closed="conflict"))
-        return len(plan.matched), len(plan.conflicting)
+        return len(plan.matched), len(plan.conflicting) + len(plan.redundant)
 
     def join_logged(self, c, model: str, rows: list[dict[str, Any]]) -> None:
         """From the prediction side: outcomes waiting for the rows just logged, found by

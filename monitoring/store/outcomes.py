@@ -160,8 +160,11 @@ class OutcomeStore:
 
     def _ingest(self, c, model: str, items: list[OutcomeIn], now: float) -> IngestResult:
         okeys = list({i.okey: None for i in items})
-        self._joins.join(c, model, self._joins.stored(c, model, okeys, waiting_only=True), now)
-        plan = plan_ingest(items, self._joins.lookup(c, model, items, self._joins.stored(c, model, okeys)))
+        stored = self._joins.stored(c, model, okeys)
+        waiting = {k: v for k, v in stored.items() if not v.matched and not v.expired}
+        if waiting and any(self._joins.join(c, model, waiting, now)):  # their prediction came meanwhile
+            stored = self._joins.stored(c, model, okeys)
+        plan = plan_ingest(items, self._joins.lookup(c, model, items, stored))
         if plan.conflicts:
             raise OutcomeConflict(sorted(plan.conflicts + plan.unknown))
         for part in _chunks(list(plan.replace)):
