@@ -83,10 +83,12 @@ class OutcomeJoins:
                     preds[pred.key] = pred
         labels = {}
         for part in _chunks(sorted({k[0] for k in need})):
-            for row in c.execute(select(*_OUT).where(and_(outcomes.c.model == model, outcomes.c.matched.is_(True),
+            # by request id alone (the prediction index); a state condition here made SQLite
+            # walk every matched outcome of the model through the waiting index instead
+            for row in c.execute(select(*_OUT).where(and_(outcomes.c.model == model,
                                                           outcomes.c.request_id.in_(part)))):
                 out = _stored(row)
-                if out.prediction in need:
+                if out.matched and out.prediction in need:
                     labels[out.prediction] = out
         return Lookup(hits, sizes, preds, labels, stored)
 
