@@ -201,3 +201,39 @@ def test_an_outcome_and_its_prediction_committed_at_once_still_meet(store):
     other.dispose()
     assert res.accepted == 1
     assert counts(store, m) == {"matched": 1, "pending": 0, "expired": 0, "conflicting": 0}
+
+
+def test_joins_never_walk_what_waits_or_what_matched(tmp_path):
+    """Every query an ingest, a log flush and a join run is an index search on SQLite: none
+    scans a table, and the waiting index serves only the one-row 'does anything wait' probe
+    (a state condition once made SQLite walk every matched outcome through it)."""
+    from sqlalchemy import event
+
+    s = Store(f"sqlite:///{tmp_path / 'v.db'}")
+    m, rid = model(), IDS.issue(2)
+    post(s, m, [{"client_request_id": f"junk-{i}", "index": 0, "outcome": 1} for i in range(50)], early=True)
+    seen: list[tuple[str, tuple]] = []
+    engine = s._db.engine  # the test watches the statements; the store exposes no SQL
+
+    def watch(conn, cursor, statement, params, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and not executemany:
+            seen.append((statement, params))
+
+    event.listen(engine, "before_cursor_execute", watch)
+    post(s, m, [{"client_request_id": "c-1", "index": 0, "outcome": 1}], early=True)
+    log(s, m, rid, 2, client="c-1", instances=["i-1", "i-2"])
+    post(s, m, [{"request_id": rid, "index": 1, "outcome": 0}, {"instance_id": "i-1", "outcome": 1}])
+    event.remove(engine, "before_cursor_execute", watch)
+    db = sqlite3.connect(tmp_path / "v.db")
+    checked = 0
+    for statement, params in seen:
+        if "vigil_outcomes" not in statement and "vigil_predictions" not in statement:
+            continue
+        plan = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + statement, params))
+        assert "SCAN" not in plan, (statement, plan)
+        assert "ix_vigil_outcomes_waiting" not in plan or "LIMIT" in statement.upper(), (statement, plan)
+        checked += 1
+    db.close()
+    assert checked >= 6
+    assert counts(s, m) == {"matched": 2, "pending": 50, "expired": 0, "conflicting": 0}
+    s.dispose()
