@@ -22,6 +22,8 @@ SCOPE_COUNTED = "vigil.validation_counted"
 _ENDPOINTS = (("/predict", "predict"), ("/feedback", "feedback"), ("/monitoring", "monitoring"),
               ("/admin", "admin"))
 _PROTECTED = ("feedback", "admin")
+#: Paths under an open endpoint that take the token too: stored rows are data, not a view.
+_PROTECTED_PATHS = ("/monitoring/sample",)
 
 
 def endpoint_of(path: str) -> str | None:
@@ -128,7 +130,8 @@ class VigilMiddleware:
                 status_holder[0] = 403
                 return await _send_json(send, 403, {
                     "error": "admin endpoints are disabled until VIGIL_API_TOKEN is set"})
-            if token is not None and (endpoint in _PROTECTED or (endpoint == "predict" and settings.protect_predict)):
+            if token is not None and (endpoint in _PROTECTED or scope.get("path", "").rstrip("/") in _PROTECTED_PATHS
+                                      or (endpoint == "predict" and settings.protect_predict)):
                 given = b""
                 for k, v in scope.get("headers", ()):
                     if k == b"authorization":

@@ -26,7 +26,7 @@ Exception tree::
     ValueError
      └── ActionInvalid     (a well-formed request naming something the model lacks)
     LookupError
-     └── ActionNotFound    (no such silence, firing alert or adoptable window)
+     └── ActionNotFound    (no such silence, firing alert, adoptable window or feature)
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class ActionInvalid(ValueError):
 
 
 class ActionNotFound(LookupError):
-    """An operator action's target does not exist (HTTP 404)."""
+    """An operator action's (or a view's) target does not exist (HTTP 404)."""
 
 
 @dataclass(frozen=True)
@@ -248,9 +248,19 @@ class ModelMonitor:
         degrade to an ``unavailable`` note instead of failing)."""
         return views.status(self)
 
-    def drift(self, limit: int) -> dict[str, Any]:
+    def drift(self, limit: int, since: float | None = None) -> dict[str, Any]:
         """The last ``limit`` evaluated windows, newest first."""
-        return views.drift(self, limit)
+        return views.drift(self, limit, since)
+
+    def timeline(self, limit: int, since: float | None = None) -> dict[str, Any]:
+        """The last ``limit`` windows' figures in columns, oldest first (the dashboard's panels)."""
+        return views.windows(self, limit, since)
+
+    def feature(self, name: str, limit: int, histograms: int = 20, since: float | None = None) -> dict[str, Any]:
+        """One feature's drill-down: statistic, p-values and quality per window, histograms."""
+        if name not in self.schema.names:
+            raise ActionNotFound(f"no feature {name!r} in {self.tag}")
+        return views.feature(self, name, limit, histograms, since)
 
     def performance(self, limit: int) -> dict[str, Any]:
         """Realized and estimated performance of the last ``limit`` scored windows."""
