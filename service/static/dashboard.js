@@ -202,8 +202,17 @@
     return b;
   }
 
-  function rowsOrEmpty(tbody, rows, cols, message) {
-    tbody.replaceChildren(...(rows.length ? rows : [(() => { const tr = el("tr"); tr.append(el("td", message, { colspan: cols, class: "empty" })); return tr; })()]));
+  /* rows are rebuilt only when their data changed, so a button stays put between refreshes */
+  function table(id, items, cols, message, build) {
+    const tbody = $(id).tBodies[0];
+    const key = JSON.stringify(items);
+    if (tbody.dataset.key === key) return;
+    tbody.dataset.key = key;
+    if (!items.length) {
+      const tr = el("tr");
+      tr.append(el("td", message, { colspan: cols, class: "empty" }));
+      tbody.replaceChildren(tr);
+    } else tbody.replaceChildren(...items.map(build));
   }
 
   function threshold(t) {
@@ -214,10 +223,10 @@
 
   function alerts(A, W) {
     const current = (A.alerts || []).filter((a) => a.state === "firing" || a.state === "pending");
-    rowsOrEmpty($("alerts-table").tBodies[0], current.map((a) => {
+    table("alerts-table", current, 11, "nothing firing or pending", (a) => {
       const tr = el("tr", null, { "data-rule": a.rule, "data-state": a.state });
       const ev = a.evidence || {};
-      [[a.state, "state-" + a.state], [a.rule], [a.instance || ""], [a.severity], [ago(a.since)],
+      [[a.state, "state-" + a.state], [a.rule], [a.instance || ""], [a.severity], [time(a.since)],
        [ev.window ? ev.window.id : a.last_window], [fmt(a.value) + (ev.reference != null ? " (ref " + fmt(ev.reference) + ")" : "")],
        [threshold(ev.threshold)]].forEach(([t, cls]) => tr.append(el("td", t, { class: cls })));
       const td = el("td", null, { class: "traces" });
@@ -228,9 +237,9 @@
       acts.append(button("Silence 1 h", () => act("POST", "admin/silences", { rule: a.rule, instance: a.instance, seconds: 3600, by: "dashboard", reason: "from the dashboard" }, "silence " + a.rule)));
       tr.append(acts);
       return tr;
-    }), 11, "nothing firing or pending");
+    });
 
-    rowsOrEmpty($("events-table").tBodies[0], (A.recent || []).map((e) => {
+    table("events-table", A.recent || [], 8, "no transitions yet", (e) => {
       const tr = el("tr", null, { "data-rule": e.rule, "data-state": e.state });
       const ev = e.evidence || {};
       [[time(e.at)], [e.rule], [e.instance || ""], [e.state, "state-" + e.state], [e.window_id], [fmt(ev.value)]]
@@ -239,22 +248,22 @@
       traces(td, ev.trace_ids, ev.trace_links);
       tr.append(td, el("td", e.notified ? "yes" : "no"));
       return tr;
-    }), 8, "no transitions yet");
+    });
 
-    rowsOrEmpty($("silences-table").tBodies[0], (A.silences || []).map((s) => {
+    table("silences-table", A.silences || [], 7, "no active silence", (s) => {
       const tr = el("tr", null, { "data-silence": s.id });
       [s.id, s.rule, s.instance || "all", time(s.until), s.created_by || "", s.reason || ""].forEach((t) => tr.append(el("td", t)));
       const td = el("td");
       td.append(button("End", () => act("DELETE", "admin/silences/" + s.id, null, "end silence " + s.id)));
       tr.append(td);
       return tr;
-    }), 7, "no active silence");
+    });
 
-    rowsOrEmpty($("rules-table").tBodies[0], (A.rules || []).map((r) => {
+    table("rules-table", A.rules || [], 6, "no rules", (r) => {
       const tr = el("tr");
       [r.name, r.condition, r.for_windows, r.resolve_windows, r.severity, r.derivation || ""].forEach((t) => tr.append(el("td", t)));
       return tr;
-    }), 6, "no rules");
+    });
     fillSelect($("silence-rule"), ["*"].concat((A.rules || []).map((r) => r.name)), $("silence-rule").value || "*");
     const w = W.windows;
     const adoptable = w.id.filter((_, i) => !w.too_small[i]).slice(-KEEP_SKETCHES).reverse();
