@@ -8,6 +8,7 @@ its store-backed parts to an ``unavailable`` note instead.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -132,8 +133,9 @@ def windows(m, limit: int, since: float | None = None) -> dict[str, Any]:
         cols["multivariate_score"].append(mv.get("score"))
         cols["multivariate_flagged"].append(mv.get("flagged"))
         sv = rep.get("serving") or {}
-        for k in _SERVING:
-            cols[k].append(sv.get(k))
+        for k in _SERVING:  # a latency in the overflow bucket is stored as inf: JSON has no such number
+            v = sv.get(k)
+            cols[k].append(None if isinstance(v, float) and not math.isfinite(v) else v)
         p = rep.get("predictions") or {}
         cols["prediction_p_value"].append(p.get("p_value"))
         cols["prediction_flagged"].append(p.get("flagged"))
