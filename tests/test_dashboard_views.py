@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from monitoring.runtime import views
+from monitoring.runtime.history import HEAD, WindowHistory
 from monitoring.store import Store
 from tests.support import synth
 from tests.support.filled_store import T0, evaluator_for, fill
@@ -30,7 +31,7 @@ def m(tmp_path_factory):
     fill(store, tag, evaluator, window, WINDOWS, seed=1)
     settings = SimpleNamespace(window_rows=ROWS, window_seconds=60.0, drift_alpha=0.01, drift_effect_floor=0.1)
     yield SimpleNamespace(store=store, tag=tag, schema=schema, settings=settings, evaluator=evaluator,
-                          model=SimpleNamespace(profile=prof))
+                          model=SimpleNamespace(profile=prof), history=WindowHistory(store, tag, schema.names))
     store.dispose()
 
 
@@ -76,3 +77,33 @@ def test_a_categorical_feature_shows_its_categories_and_the_unseen_bucket(m):
     assert f["kind"] == "categorical" and f["reference"]["categories"] == list("abcde")
     assert len(f["histograms"]) == WINDOWS          # at most MAX_FEATURE_HISTOGRAMS, here every window
     assert all(u is not None for u in f["windows"]["unseen_rate"])
+
+
+def test_the_history_reads_every_report_once_then_only_the_newest(tmp_path):
+    schema, prof = synth.reference(np.random.default_rng(0), 500)
+    evaluator = evaluator_for(schema, prof)
+    store = Store(f"sqlite:///{tmp_path / 'vigil.db'}")
+    reads: list[int] = []
+    real = store.windows
+    store.windows = lambda tag, limit=50: reads.append(limit) or real(tag, limit=limit)
+    clock = [0.0]
+    history = WindowHistory(store, "h:1", schema.names, clock=lambda: clock[0])
+
+    def window(wid, rng):
+        return synth.window(schema, prof, synth.frame(rng, 50))
+
+    fill(store, "h:1", evaluator, window, 30, seed=2, performance=False)
+    assert [r.window_id for r in history.recent(20)] == list(range(10, 30)) and reads == [20]
+    assert [r.window_id for r in history.recent(5)] == list(range(25, 30)) and reads == [20, HEAD]
+    fill(store, "h:1", evaluator, window, 3, first=30, performance=False)   # new windows: the head only
+    assert [r.window_id for r in history.recent(20)][-3:] == [30, 31, 32] and reads[-1] == HEAD
+    assert len(history.recent(20)) == 20 and history.full_reads == 1
+    fill(store, "h:1", evaluator, window, HEAD + 2, first=33, performance=False)  # more than the head
+    assert history.recent(20)[-1].window_id == 33 + HEAD + 1 and history.full_reads == 2
+    assert len(history.recent(40)) == 40 and history.full_reads == 3    # a longer history: read afresh
+    clock[0] += 1000                                          # and every RESYNC_SECONDS
+    history.recent(10)
+    assert history.full_reads == 4
+    h = history.histograms(33)
+    assert set(h) == set(schema.names) and sum(h["x0"]["counts"]) + h["x0"]["missing"] == 50
+    store.dispose()

@@ -45,6 +45,7 @@ from monitoring.config import Settings
 from monitoring.metrics import Metrics, publish_performance, publish_report
 from monitoring.runtime.alert_engine import AlertEngine, AlertOptions
 from monitoring.runtime.committer import GroupCommitter
+from monitoring.runtime.history import WindowHistory
 from monitoring.runtime.notifier import Notifier, build_sinks
 from monitoring.runtime.performance import PerformanceTracker, Schedule, Scorer
 from monitoring.runtime.predlog import PredictionLogger
@@ -137,6 +138,7 @@ class ModelMonitor:
             prediction_log=PredictionLogger(self.tag, model.schema, settings.log_sample_rate, settings.privacy,
                                             settings.privacy_salt.get_secret_value()),
             serving=self.serving, metrics=self.metrics)
+        self.history = WindowHistory(self.store, self.tag, model.schema.names)  # what the dashboard reads
         self.queue = MonitorQueue(self, settings.monitor_queue_batches, self.metrics)
         self.system = SystemSampler(self.metrics, settings.system_metrics_interval, on_sample=self.serving.note_system)
         self._reference_version = 0

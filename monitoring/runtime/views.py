@@ -1,17 +1,20 @@
 """The JSON views of a :class:`~monitoring.runtime.monitor.ModelMonitor` (``m``): status,
 drift and performance history, and the dashboard's columnar views (:func:`windows`, one
-feature's drill-down :func:`feature`). Every view is bounded by a ``limit`` of windows
-(the HTTP layer caps it), optionally narrowed by ``since``. Store-backed views raise
+feature's drill-down :func:`feature`, both read from the worker's condensed
+:class:`~monitoring.runtime.history.WindowHistory`). Every view is bounded by a ``limit``
+of windows (the HTTP layer caps it), optionally narrowed by ``since``. Store-backed views raise
 :class:`~monitoring.store.StoreUnavailable` (the HTTP layer answers 503); ``status`` degrades
 its store-backed parts to an ``unavailable`` note instead.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
+import numpy as np
+
+from monitoring.runtime.history import FIELDS, SERVING
 from monitoring.store import StoreUnavailable
 
 
@@ -81,15 +84,13 @@ def _window_summary(r) -> dict[str, Any]:
 
 
 # -- the dashboard's views: columnar, oldest first, bounded by ``limit`` (and ``since``) ------------
-#: Windows whose histograms :func:`feature` reads from their stored sketches (one query each).
+#: Windows whose histograms :func:`feature` reads from their stored sketches (one read each).
 MAX_FEATURE_HISTOGRAMS = 50
-_SERVING = ("requests", "server_errors", "client_errors", "error_rate", "latency_p50", "latency_p95",
-            "latency_p99", "cpu_cores", "memory_bytes")
 
 
 def recent(m, limit: int, since: float | None = None) -> list:
-    """The newest ``limit`` evaluated windows, oldest first; with ``since`` (epoch seconds),
-    only those that ended at or after it. Bounded by ``limit`` whatever ``since`` says."""
+    """The newest ``limit`` evaluated windows' stored records, oldest first; with ``since``
+    (epoch seconds), only those that ended at or after it (still at most ``limit``)."""
     records = m.store.windows(m.tag, limit=limit)
     if since is not None:
         records = [r for r in records if _ended(r) is not None and _ended(r) >= since]
@@ -101,60 +102,38 @@ def _ended(r) -> float | None:
     return rep.get("ended_at") or r.ended_at or r.evaluated_at
 
 
+def _column(matrix: np.ndarray) -> list[list]:
+    """Rows of a float matrix as JSON-ready lists (NaN -> None)."""
+    return [[None if v != v else v for v in row] for row in matrix.tolist()]
+
+
 def windows(m, limit: int, since: float | None = None) -> dict[str, Any]:
     """Every panel's per-window figures in columns (what the dashboard plots): serving,
     drift scores and flags as a features x windows matrix, the prediction mix."""
-    records = recent(m, limit, since)
-    names = list(m.schema.names)
-    row_of = {n: i for i, n in enumerate(names)}
-    n_win = len(records)
-    score = [[None] * n_win for _ in names]
-    flagged = [[None] * n_win for _ in names]
+    rows = m.history.recent(limit, since)
     classes = [str(c) for c in m.schema.classes]
-    cols: dict[str, list] = {k: [] for k in (
-        "id", "started_at", "ended_at", "evaluated_at", "rows", "rows_expected", "complete", "too_small",
-        "share_drifted", "drifted", "multivariate_score", "multivariate_flagged", "rejected", *_SERVING,
-        "prediction_p_value", "prediction_flagged", "mean_confidence", "prediction_mean", "prediction_sd")}
-    shares: dict[str, list] = {c: [] for c in classes}
-    reference: dict[str, Any] = {}
-    for j, r in enumerate(records):
-        rep = r.report or {}
-        for k, v in (("id", r.window_id), ("started_at", rep.get("started_at", r.started_at)),
-                     ("ended_at", _ended(r)), ("evaluated_at", r.evaluated_at), ("rows", r.rows),
-                     ("rows_expected", r.rows_expected), ("complete", rep.get("complete")),
-                     ("too_small", bool(rep.get("too_small"))), ("share_drifted", rep.get("share_drifted")),
-                     ("drifted", rep.get("drifted", [])), ("rejected", sum((rep.get("rejected") or {}).values()))):
-            cols[k].append(v)
-        for f in rep.get("features") or ():
-            i = row_of.get(f.get("feature"))
-            if i is not None:
-                score[i][j], flagged[i][j] = f.get("score"), int(bool(f.get("flagged")))
-        mv = rep.get("multivariate") or {}
-        cols["multivariate_score"].append(mv.get("score"))
-        cols["multivariate_flagged"].append(mv.get("flagged"))
-        sv = rep.get("serving") or {}
-        for k in _SERVING:  # a latency in the overflow bucket is stored as inf: JSON has no such number
-            v = sv.get(k)
-            cols[k].append(None if isinstance(v, float) and not math.isfinite(v) else v)
-        p = rep.get("predictions") or {}
-        cols["prediction_p_value"].append(p.get("p_value"))
-        cols["prediction_flagged"].append(p.get("flagged"))
-        cols["mean_confidence"].append(p.get("mean_confidence"))
-        cols["prediction_mean"].append(p.get("mean"))
-        var = p.get("variance")
-        cols["prediction_sd"].append(var ** 0.5 if isinstance(var, (int, float)) and var >= 0 else None)
-        for c in classes:
-            shares[c].append((p.get("class_share") or {}).get(c))
-        if p:
-            reference = {"class_share": p.get("reference_class_share"),
-                         "mean_confidence": p.get("reference_mean_confidence"), "mean": p.get("reference_mean"),
-                         "variance": p.get("reference_variance")}
+    feats = np.stack([r.features for r in rows], axis=1) if rows else np.zeros((len(m.schema.names), 0, len(FIELDS)))
+    score, flagged = feats[:, :, FIELDS.index("score")], feats[:, :, FIELDS.index("flagged")]
+    cols: dict[str, list] = {
+        "id": [r.window_id for r in rows], "started_at": [r.started_at for r in rows],
+        "ended_at": [r.ended_at for r in rows], "evaluated_at": [r.evaluated_at for r in rows],
+        "rows": [r.rows for r in rows], "rows_expected": [r.rows_expected for r in rows],
+        "complete": [r.complete for r in rows], "too_small": [r.too_small for r in rows],
+        "share_drifted": [r.share_drifted for r in rows], "drifted": [list(r.drifted) for r in rows],
+        "multivariate_score": [r.multivariate[0] for r in rows], "multivariate_flagged": [r.multivariate[1] for r in rows],
+        "rejected": [r.rejected for r in rows],
+        **{k: [r.serving[k] for r in rows] for k in SERVING},
+        **{f"prediction_{k}" if k in ("p_value", "flagged", "mean", "sd") else k: [r.predictions[k] for r in rows]
+           for k in ("p_value", "flagged", "mean_confidence", "mean", "sd")},
+        "class_share": {c: [r.predictions["class_share"].get(c) for r in rows] for c in classes}}
+    reference = next((r.predictions["reference"] for r in reversed(rows) if r.predictions["reference"]), {})
     s = m.settings
-    return {"model": m.tag, "task": m.schema.task, "features": names,
+    return {"model": m.tag, "task": m.schema.task, "features": list(m.schema.names),
             "kinds": [f.kind for f in m.schema.features], "classes": classes,
             "window_rows": s.window_rows, "window_seconds": s.window_seconds, "alpha": s.drift_alpha,
             "effect_floor": s.drift_effect_floor, "reference_predictions": reference,
-            "windows": {**cols, "class_share": shares}, "drift": {"score": score, "flagged": flagged}}
+            "windows": cols, "drift": {"score": _column(score), "flagged": [
+                [None if v != v else int(v) for v in row] for row in flagged.tolist()]}}
 
 
 def feature(m, name: str, limit: int, histograms: int, since: float | None = None) -> dict[str, Any]:
@@ -163,32 +142,22 @@ def feature(m, name: str, limit: int, histograms: int, since: float | None = Non
     newest ``histograms`` windows (read from their stored sketches; at most
     :data:`MAX_FEATURE_HISTOGRAMS`, and only windows that still keep a sketch)."""
     spec = next(f for f in m.schema.features if f.name == name)
+    i = list(m.schema.names).index(name)
     ref = m.evaluator.reference
-    records = recent(m, limit, since)
-    series: dict[str, list] = {k: [] for k in (
-        "id", "ended_at", "rows", "method", "statistic", "p_value", "p_holm", "effect", "score", "flagged",
-        "missing_rate", "reference_missing_rate", "out_of_range_rate", "unseen_rate")}
-    for r in records:
-        rep = r.report or {}
-        d = next((f for f in rep.get("features") or () if f.get("feature") == name), {})
-        q = next((f for f in rep.get("quality") or () if f.get("feature") == name), {})
-        series["id"].append(r.window_id)
-        series["ended_at"].append(_ended(r))
-        series["rows"].append(r.rows)
-        for k in ("method", "statistic", "p_value", "p_holm", "effect", "score", "flagged"):
-            series[k].append(d.get(k))
-        for k in ("missing_rate", "reference_missing_rate", "out_of_range_rate", "unseen_rate"):
-            series[k].append(q.get(k))
+    rows = m.history.recent(limit, since)
+    series: dict[str, list] = {"id": [r.window_id for r in rows], "ended_at": [r.ended_at for r in rows],
+                               "rows": [r.rows for r in rows], "method": [r.methods[i] for r in rows]}
+    values = np.array([r.features[i] for r in rows]).reshape(len(rows), len(FIELDS))
+    for k, key in enumerate(FIELDS):
+        col = [None if v != v else v for v in values[:, k].tolist()]
+        series[key] = [None if v is None else bool(v) for v in col] if key == "flagged" else col
     kind = "numeric" if name in ref.numeric else "categorical"
     hist = []
-    for r in records[::-1][:max(0, min(histograms, MAX_FEATURE_HISTOGRAMS))]:
-        sketch, _ = m.store.window_sketch(m.tag, r.window_id)
-        s = ((sketch or {}).get(kind) or {}).get(name)
-        if s is not None:
-            hist.append({"window_id": r.window_id, "counts": s["counts"], "missing": s["missing"],
-                         "unseen": s.get("unseen"), "n": s.get("n", sum(s["counts"]))})
-    r_sketch = (ref.numeric if kind == "numeric" else ref.categorical)[name]
-    reference = {"rows": ref.rows, **r_sketch.to_dict()}
+    for r in rows[::-1][:max(0, min(histograms, MAX_FEATURE_HISTOGRAMS))]:
+        h = (m.history.histograms(r.window_id) or {}).get(name)
+        if h is not None:
+            hist.append({"window_id": r.window_id, **h})
+    reference = {"rows": ref.rows, **(ref.numeric if kind == "numeric" else ref.categorical)[name].to_dict()}
     if kind == "categorical":
         reference["categories"] = [str(c) for c in spec.categories]
     return {"model": m.tag, "feature": name, "kind": kind, "method": m.evaluator.methods.get(name),

@@ -17,12 +17,12 @@ T0 = 1_800_000_000.0
 
 
 def fill(store: Store, tag: str, evaluator: WindowEvaluator, window: Callable[[int, np.random.Generator], Profile],
-         windows: int, *, seconds: float = 60.0, seed: int = 0, performance: bool = True) -> None:
-    """Evaluate ``windows`` windows, ``window(i, rng)`` making the i-th window's profile,
+         windows: int, *, first: int = 0, seconds: float = 60.0, seed: int = 0, performance: bool = True) -> None:
+    """Evaluate ``windows`` windows from id ``first``, ``window(i, rng)`` making window i's profile,
     and store them as the evaluator of a served model would (window *i* ends at
     ``T0 + (i + 1) * seconds``); with ``performance``, a scored result per window too."""
     rng = np.random.default_rng(seed)
-    for wid in range(windows):
+    for wid in range(first, first + windows):
         win = window(wid, rng)
         started, ended = T0 + wid * seconds, T0 + (wid + 1) * seconds
         report = evaluator.evaluate(win, wid, started_at=started, ended_at=ended).to_dict()
