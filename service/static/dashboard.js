@@ -52,11 +52,32 @@
     b.classList.toggle("error", !!isError);
   }
 
-  function plot(id, fig) {
-    const div = $(id);
-    Plotly.react(div, fig.data, fig.layout, CONFIG);
+  const drawnKeys = {};
+  function plot(id, fig) { // a figure equal to the one on screen is not drawn again
+    const div = $(id), key = JSON.stringify(fig);
+    if (drawnKeys[id] !== key) {
+      drawnKeys[id] = key;
+      Plotly.react(div, fig.data, fig.layout, CONFIG);
+    }
     return div;
   }
+
+  /* the charts on screen first, then the others one at a time, letting the browser paint
+     and answer input in between */
+  const nextFrame = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+  async function drawAll(charts) {
+    const onScreen = (id) => $(id).getBoundingClientRect().top < window.innerHeight;
+    charts.filter(([id]) => onScreen(id)).forEach(([id, fig]) => plot(id, fig()));
+    if (state.firstScreenAt == null) state.firstScreenAt = performance.now();
+    for (const [id, fig] of charts.filter(([id]) => !onScreen(id))) {
+      await nextFrame();
+      plot(id, fig());
+    }
+  }
+  // plotly.min.js is deferred: the views are fetched while the browser compiles it
+  const plotlyReady = new Promise((resolve) => {
+    if (window.Plotly) resolve(); else document.addEventListener("DOMContentLoaded", resolve);
+  });
 
   // -- operator actions -----------------------------------------------------------------------
   const MODES = { "read-only": ["read-only", ""], token: ["token set", ""], operator: ["operator", "operator"],
@@ -165,13 +186,17 @@
     return W.features[best];
   }
 
-  async function loadFeature() {
+  function fetchFeature() {
     const W = state.data.W;
-    if (!W || !W.features.length) return;
+    if (!W || !W.features.length) return Promise.resolve(null);
     if (!state.feature || !W.features.includes(state.feature)) state.feature = defaultFeature(W);
-    fillSelect($("feature"), W.features, state.feature);
-    const F = await get("monitoring/features/" + encodeURIComponent(state.feature) + "?limit=" + LIMIT + "&histograms=20");
+    return get("monitoring/features/" + encodeURIComponent(state.feature) + "?limit=" + LIMIT + "&histograms=20");
+  }
+
+  async function drawFeature(F) {
+    if (!F) return;
     state.feature_view = F;
+    fillSelect($("feature"), state.data.W.features, F.feature);
     const ids = F.histograms.map((h) => h.window_id).reverse();
     if (!ids.includes(state.histWindow)) state.histWindow = ids[0] == null ? null : ids[0];
     fillSelect($("hist-window"), ids, state.histWindow);
@@ -180,9 +205,12 @@
       ": " + (w.method[k] || F.method) + " statistic " + fmt(w.statistic[k]) + ", p " + fmt(w.p_value[k], 2) +
       ", Holm p " + fmt(w.p_holm[k], 2) + ", effect " + fmt(w.effect[k]) + " (floor " + F.effect_floor + "), score " + fmt(w.score[k]);
     $("feature-verdict").className = "verdict " + (k >= 0 && w.flagged[k] ? "bad" : "ok");
-    plot("chart-hist", VigilCharts.histogram(F, state.histWindow));
-    plot("chart-quality", VigilCharts.quality(F));
-    plot("chart-stat", VigilCharts.statistic(F));
+    await drawAll([["chart-hist", () => VigilCharts.histogram(F, state.histWindow)],
+                   ["chart-quality", () => VigilCharts.quality(F)], ["chart-stat", () => VigilCharts.statistic(F)]]);
+  }
+
+  function loadFeature() {
+    return fetchFeature().then(drawFeature);
   }
 
   // -- alerts -------------------------------------------------------------------------------------
@@ -278,7 +306,7 @@
     return Array.from(seen);
   }
 
-  function renderAll() {
+  async function renderAll() {
     const { S, W, P, A } = state.data;
     $("model").textContent = S.model + " (" + S.task + ")";
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
@@ -286,10 +314,14 @@
     if (!state.metric || !ms.includes(state.metric)) state.metric = S.task === "classification" ? (ms.includes("accuracy") ? "accuracy" : ms[0]) : (ms.includes("mae") ? "mae" : ms[0]);
     fillSelect($("metric"), ms, state.metric);
     overview(S, W, P, A);
-    plot("chart-traffic", VigilCharts.traffic(W));
-    plot("chart-latency", VigilCharts.latency(W));
-    plot("chart-system", VigilCharts.system(W));
-    const hm = plot("chart-heatmap", VigilCharts.heatmap(W));
+    alerts(A, W);
+    setMode(state.mode);
+    await drawAll([
+      ["chart-traffic", () => VigilCharts.traffic(W)], ["chart-latency", () => VigilCharts.latency(W)],
+      ["chart-system", () => VigilCharts.system(W)], ["chart-heatmap", () => VigilCharts.heatmap(W)],
+      ["chart-mix", () => VigilCharts.mix(W)], ["chart-confidence", () => VigilCharts.confidence(W)],
+      ["chart-performance", () => VigilCharts.performance(P, state.metric)], ["chart-labels", () => VigilCharts.labels(P)]]);
+    const hm = $("chart-heatmap");
     if (!state.bound.heatmap && hm.on) {
       state.bound.heatmap = true;
       hm.on("plotly_click", (ev) => {
@@ -300,12 +332,6 @@
         loadFeature().catch((e) => banner("error", e.message, true));
       });
     }
-    plot("chart-mix", VigilCharts.mix(W));
-    plot("chart-confidence", VigilCharts.confidence(W));
-    plot("chart-performance", VigilCharts.performance(P, state.metric));
-    plot("chart-labels", VigilCharts.labels(P));
-    alerts(A, W);
-    setMode(state.mode);
   }
 
   async function refresh() {
@@ -316,8 +342,10 @@
       const [S, W, P, A] = await Promise.all([get("monitoring/status"), get("monitoring/windows?limit=" + LIMIT),
         get("monitoring/performance?limit=" + LIMIT), get("monitoring/alerts?limit=50")]);
       state.data = { S, W, P, A };
-      renderAll();
-      await loadFeature();
+      const feature = fetchFeature(); // while the main charts are drawn
+      await plotlyReady;
+      await renderAll();
+      await drawFeature(await feature);
       banner("error", "");
     } catch (e) {
       state.errors.push(e.message);
@@ -325,10 +353,13 @@
     } finally {
       state.busy = false;
       state.lastRenderMs = performance.now() - t0;
+      state.renderedAt = performance.now(); // ms since navigation: when the page was last fully drawn
       state.renders += 1;
       document.body.dataset.renders = String(state.renders);
     }
   }
+
+  state.refresh = refresh; // the benchmark times a refresh cycle
 
   // -- wiring ----------------------------------------------------------------------------------------
   function start() {
@@ -350,7 +381,7 @@
       state.histWindow = parseInt(e.target.value, 10);
       if (state.feature_view) plot("chart-hist", VigilCharts.histogram(state.feature_view, state.histWindow));
     });
-    $("metric").addEventListener("change", (e) => { state.metric = e.target.value; renderAll(); });
+    $("metric").addEventListener("change", (e) => { state.metric = e.target.value; plotlyReady.then(renderAll); });
     $("silence-form").addEventListener("submit", (e) => {
       e.preventDefault();
       const rule = $("silence-rule").value;
@@ -368,5 +399,5 @@
     setInterval(() => { if ($("auto").checked && !document.hidden) refresh(); }, REFRESH_MS);
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
+  start(); // this script is the last element of <body>: the page is there, plotly may still be compiling
 })();
