@@ -238,10 +238,11 @@ def test_after_sudden_drift_the_page_shows_the_drift_the_drop_and_the_alert(serv
         hist = page.evaluate("() => document.getElementById('chart-hist').data.map(t => t.name)")
         assert hist[0] == "reference" and hist[1].startswith("window ")
         page.evaluate("() => window.scrollTo(0, 0)")  # the sticky header back on top of the full-page shot
+        page.mouse.move(0, 0)                         # and no chart toolbar showing
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         page.screenshot(path=str(tmp_path / "dashboard-top.png"))
-        if os.environ.get("VIGIL_DASHBOARD_SCREENSHOT"):  # how docs/dashboard.png is made
-            shutil.copy(tmp_path / "dashboard.png", os.environ["VIGIL_DASHBOARD_SCREENSHOT"])
+        if os.environ.get("VIGIL_TEST_DASHBOARD_SCREENSHOT"):  # how docs/dashboard.png is made
+            shutil.copy(tmp_path / "dashboard.png", os.environ["VIGIL_TEST_DASHBOARD_SCREENSHOT"])
 
         page.fill("#token", TOKEN)                                             # the operator acts
         page.click("#token-use")
