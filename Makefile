@@ -1,6 +1,7 @@
 # The two commands a newcomer needs:
 #   make serve   - set up, register the demo models if absent, serve the demo classifier
-#   make test    - set up (including the Phoenix trace backend used by the e2e tests), run every test
+#   make test    - set up (including the Phoenix trace backend, Prometheus and Chromium used by the e2e
+#                  tests), run every test
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,10 +15,13 @@ PYTEST_ARGS ?=
 # Debian's Prometheus, unpacked into the repo (no service, no root needed beyond apt's cache)
 PROM_DIR := .tools/prometheus
 PROM_BIN := $(PROM_DIR)/usr/bin/prometheus
+# Debian's Chromium for the dashboard's browser tests (Playwright drives it; no browser download)
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: serve test setup phoenix prometheus bench lint clean
+.PHONY: serve test setup phoenix prometheus chromium bench lint clean
 
 setup: $(STAMP)
 
@@ -43,11 +47,17 @@ $(PROM_BIN):
 	cd $(PROM_DIR) && dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb
 	$(PROM_BIN) --version | head -1
 
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium
+	$(CHROMIUM) --version
+
 serve: $(STAMP)
 	$(BIN)/vigil demo --if-missing
 	$(BIN)/vigil serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) $(PHOENIX_STAMP) $(PROM_BIN)
+test: $(STAMP) $(PHOENIX_STAMP) $(PROM_BIN) $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -147,3 +147,10 @@ def load_validation(loaded: LoadedModel) -> tuple[np.ndarray, np.ndarray, np.nda
     y_pred = np.array([code(v) for v in val[PREDICTION_COLUMN]], dtype=int)
     keep = (y_true >= 0) & (y_pred >= 0)
     return y_true[keep], y_pred[keep], None if proba is None else proba[keep]
+
+
+def validation_rows(loaded: LoadedModel) -> pd.DataFrame:
+    """The stored validation rows: the features and the target, without the model's
+    predictions (what ``vigil simulate`` replays through ``/monitoring/sample``)."""
+    val = pd.read_parquet(loaded.path / VALIDATION_FILE)
+    return val[[*loaded.schema.names, loaded.schema.target]]

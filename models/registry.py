@@ -40,11 +40,12 @@ from .frames import frame_to_columns, frame_to_model_input
 from .probes import UNSEEN_PROBE, probe_capabilities
 from .profiling import build_profile
 from .schema_inference import scan_reference
-from .artifacts import ARTIFACT_VERSION, LoadedModel, load, load_validation, read_schema, save_model
+from .artifacts import (ARTIFACT_VERSION, LoadedModel, load, load_validation, read_schema, save_model,
+                        validation_rows)
 
 __all__ = ["ARTIFACT_VERSION", "SAMPLE_ROWS", "UNSEEN_PROBE", "DataError", "LoadedModel", "Registered",
            "RegistrationError", "frame_to_columns", "frame_to_model_input", "load", "load_validation",
-           "read_schema", "register"]
+           "read_schema", "register", "validation_rows"]
 
 log = logging.getLogger(__name__)
 

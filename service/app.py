@@ -7,7 +7,8 @@ that the OpenAPI spec at ``/docs.json`` describes the real features.
 What lives here: request parsing and responses, spans (one server span from BentoML, three
 recorded children from :mod:`service.telemetry`), dispatch (event loop or thread pool,
 :mod:`service.inline`), the middleware (token, body limit, request metrics) and the mounted
-``/monitoring`` and ``/admin`` apps (:mod:`service.mounts`). Everything the monitor does
+``/monitoring`` and ``/admin`` apps (:mod:`service.mounts`), and the dashboard page at
+``/dashboard/`` (:mod:`service.dashboard`). Everything the monitor does
 (windows, drift, performance, alerts, the store) is behind ``self.monitor``; nothing here
 touches SQL, and the monitor never calls back.
 """
@@ -28,7 +29,7 @@ from pydantic import WithJsonSchema
 from starlette.responses import JSONResponse
 
 from models.adapters import ModelAdapter, jsonable_labels
-from models.registry import load, load_validation, read_schema
+from models.registry import load, load_validation, read_schema, validation_rows
 from monitoring import names as N
 from monitoring.intake.outcomes import FeedbackInvalid, conflict_errors, parse_outcomes
 from monitoring.intake.validation import FieldError, ValidationFailed, Validator
@@ -37,6 +38,7 @@ from monitoring.runtime.queue import MonitorItem
 from monitoring.store import OutcomeConflict, StoreUnavailable
 
 from . import bentoml_fixes, connections, routes, telemetry
+from .dashboard import DocsLink, SampleRows, dashboard_app
 from .inline import InlinePolicy
 from .middleware import SCOPE_COUNTED, SCOPE_TRUSTED, MonitorRef, VigilMiddleware
 from .mounts import admin_app, monitoring_app
@@ -109,6 +111,8 @@ class MonitoredModel:
         self._model_attrs = {N.ATTR_MODEL_NAME: self.loaded.name, N.ATTR_MODEL_VERSION: self.loaded.version}
         self._classes = list(self.schema.classes) if self.schema.task == "classification" else None
         MONITOR.monitor = self.monitor
+        loaded = self.loaded
+        self.sample = SampleRows(lambda: validation_rows(loaded), self.schema, dict(SETTINGS.privacy))
         freeze_startup_heap()
         if SETTINGS.api_token is None:
             log.warning("VIGIL_API_TOKEN is not set: /feedback is open to anyone, and fake labels would "
@@ -279,5 +283,7 @@ class MonitoredModel:
 
 
 MonitoredModel.add_asgi_middleware(VigilMiddleware, settings=SETTINGS, monitor=MONITOR)
+MonitoredModel.add_asgi_middleware(DocsLink)
 MonitoredModel.mount_asgi_app(monitoring_app(bentoml.get_current_service), path="/monitoring", name="monitoring")
 MonitoredModel.mount_asgi_app(admin_app(bentoml.get_current_service), path="/admin", name="admin")
+MonitoredModel.mount_asgi_app(dashboard_app(), path="/dashboard", name="dashboard")

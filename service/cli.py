@@ -1,4 +1,4 @@
-"""The ``vigil`` command line: register models, create the demo models, serve."""
+"""The ``vigil`` command line: register models, create the demo models, serve, simulate traffic, alerts."""
 
 from __future__ import annotations
 
@@ -126,6 +126,70 @@ app.add_typer(alerts_app, name="alerts")
 _URL = typer.Option("http://127.0.0.1:3000", "--url", help="The running Vigil server.")
 _TOKEN = typer.Option(None, "--token", envvar="VIGIL_API_TOKEN", show_envvar=True,
                       help="Bearer token for the admin endpoints.")
+
+
+@app.command()
+def simulate(
+    scenario: str = typer.Argument(..., help="steady, gradual-drift, sudden-drift, label-decay or outage."),
+    url: str = typer.Option("http://127.0.0.1:3000", "--url", help="The served model (the only host contacted)."),
+    duration: float = typer.Option(120.0, "--duration", help="Stop after this many seconds (at most 3600)..."),
+    requests: int = typer.Option(5000, "--requests", help="... or this many /predict requests (at most 100,000)."),
+    rate: float = typer.Option(20.0, "--rate", help="/predict requests a second."),
+    batch: int = typer.Option(10, "--batch", help="Rows per request."),
+    feedback_delay: float = typer.Option(5.0, "--feedback-delay", help="Seconds before a row's true outcome is posted."),
+    label_share: float = typer.Option(1.0, "--label-share", help="Share of rows whose outcome is posted."),
+    feature: list[str] = typer.Option([], "--feature", "-f",
+                                      help="A feature to drift (repeat it; default: the first two numeric)."),
+    shift: float = typer.Option(3.0, "--shift", help="How far drifted features move, in standard deviations."),
+    flip: float = typer.Option(0.3, "--flip", help="Share of outcomes that change when the world does."),
+    change_at: float = typer.Option(0.4, "--change-at", help="sudden-drift: when the change comes (share of the run)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Rows to resample (CSV/Parquet) instead of the server's."),
+    target: Optional[str] = typer.Option(None, "--target", help="The outcome column of --data."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same rows and flips."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Write a JSON line per /predict request (ids, status)."),
+    token: Optional[str] = _TOKEN,
+) -> None:
+    """Drive a served model with realistic traffic and delayed feedback (see the README)."""
+    import json
+
+    import httpx
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from service.scenarios import Knobs
+    from service.simulate import Plan, Sample, SimulationError, Simulator, describe, fetch_sample
+
+    try:
+        plan = Plan(url=url.rstrip("/"), scenario=scenario, duration=duration, max_requests=requests, rate=rate,
+                    batch=batch, feedback_delay=feedback_delay, label_share=label_share,
+                    drifted=tuple(feature) or None, knobs=Knobs(shift, flip, change_at), seed=seed)
+    except ValueError as exc:
+        _fail(str(exc))
+    if data is not None and not target:
+        _fail("--data needs --target (the outcome column)")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    out_file = record.open("w", encoding="utf-8") if record else None
+    with httpx.Client(base_url=plan.url, headers=headers, timeout=30, follow_redirects=False) as client:
+        try:
+            sample = Sample.from_file(data, target, seed=seed) if data else fetch_sample(client, seed)
+            with Progress(SpinnerColumn(), TextColumn(f"[bold]{scenario}[/] {{task.fields[phase]:<9}}"), BarColumn(),
+                          TaskProgressColumn(), TimeElapsedColumn(), TextColumn("{task.fields[stats]}"),
+                          console=err) as progress:
+                bar = progress.add_task("run", total=1.0, phase="", stats="")
+                sim = Simulator(plan, client, sample, record=(lambda d: out_file.write(json.dumps(d) + "\n"))
+                                if out_file else None, on_progress=lambda t: progress.update(
+                                    bar, completed=min(1.0, t.progress), phase=t.phase, stats=describe(t)))
+                tally = sim.run()
+        except (SimulationError, OSError) as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted")
+        finally:
+            if out_file:
+                out_file.close()
+    codes = ", ".join(f"{k}: {v}" for k, v in sorted(tally.statuses.items(), key=lambda kv: str(kv[0])))
+    err.print(f"{tally.requests:,} /predict requests ({codes}), {tally.rows:,} rows predicted, "
+              f"{tally.outcomes_posted:,} outcomes posted ({tally.feedback_errors} feedback errors); drifted: "
+              f"{', '.join(sim.drifted) or 'none'}. See {plan.url}/dashboard/", highlight=False)
 
 
 def _call(method: str, url: str, path: str, token: Optional[str], body: Optional[dict] = None) -> dict:

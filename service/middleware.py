@@ -24,6 +24,8 @@ SCOPE_TRUSTED = "vigil.trusted_caller"
 
 _ENDPOINTS = (("/predict", "predict"), ("/feedback", "feedback"), ("/monitoring", "monitoring"),
               ("/admin", "admin"))
+#: Paths under an open endpoint that take the token too: stored rows are data, not a view.
+_PROTECTED_PATHS = ("/monitoring/sample",)
 
 
 def endpoint_of(path: str) -> str | None:
@@ -174,7 +176,7 @@ class VigilMiddleware:
         self._guarded = {"feedback", "admin"} | ({"predict"} if settings.protect_predict else set()) | (
             {"monitoring"} if getattr(settings, "protect_monitoring", False) else set())
 
-    def _access(self, endpoint: str | None, headers) -> tuple[int, str] | bool:
+    def _access(self, endpoint: str | None, headers, path: str = "") -> tuple[int, str] | bool:
         """True/False (authenticated or not) when the request may proceed, else (status, error)."""
         if self._expected is None:
             if endpoint == "admin":  # silencing alerts is never open to anyone
@@ -182,7 +184,7 @@ class VigilMiddleware:
             return False
         given = _bearer(headers)
         ok = given is not None and hmac.compare_digest(given, self._expected)
-        if not ok and (endpoint in self._guarded or (given is not None and given[:7].lower() == b"bearer "
+        if not ok and (endpoint in self._guarded or path.rstrip("/") in _PROTECTED_PATHS or (given is not None and given[:7].lower() == b"bearer "
                                                      and endpoint == "predict")):
             return 401, "missing or wrong bearer token"
         return ok
@@ -211,7 +213,7 @@ class VigilMiddleware:
             await _send_json(send, status, body, extra)
 
         try:
-            access = self._access(endpoint, headers)
+            access = self._access(endpoint, headers, scope.get("path", ""))
             if isinstance(access, tuple):
                 extra = [(b"www-authenticate", b"Bearer")] if access[0] == 401 else None
                 return await refuse(access[0], N.ERR_UNAUTHORIZED, {"error": access[1]}, extra)

@@ -1,4 +1,5 @@
-"""The two Starlette apps mounted beside the BentoML API: ``/monitoring`` (read-only views)
+"""The two Starlette apps mounted beside the BentoML API: ``/monitoring`` (read-only views;
+``/monitoring/sample`` serves stored rows, so it takes the token like ``/feedback``)
 and ``/admin`` (operator actions; the middleware requires the bearer token on every
 ``/admin`` path). Both call the serving worker's :class:`~monitoring.runtime.monitor.ModelMonitor`
 off the event loop; a store outage answers 503 with ``Retry-After``, an invalid action 422,
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
@@ -18,8 +20,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from monitoring.runtime.monitor import ActionInvalid, ActionNotFound
+from monitoring.runtime.views import MAX_FEATURE_HISTOGRAMS
 from monitoring.store import StoreUnavailable
 
+from .dashboard import MAX_SAMPLE_ROWS
 from .schemas import AckBody, RebaselineBody, SilenceBody
 
 log = logging.getLogger("vigil.service")
@@ -31,6 +35,8 @@ DEFAULT_LIMIT = 20
 MAX_VIEW_BYTES = 1 << 20
 #: The list each listing view bounds.
 _LISTS = {"drift": "windows", "performance": "windows", "alerts": "recent"}
+#: Windows whose histograms a feature's drill-down shows by default.
+HISTOGRAMS = 20
 
 
 def bounded(body: dict[str, Any], key: str, budget: int = MAX_VIEW_BYTES) -> dict[str, Any]:
@@ -69,29 +75,78 @@ async def _call(fn: Callable[..., Any], *args: Any, status: int = 200, bound: st
     return JSONResponse(body, status_code=status)
 
 
+def _query_int(request, name: str, default: int, low: int, high: int) -> int | JSONResponse:
+    try:
+        value = int(request.query_params.get(name, str(default)))
+    except ValueError:
+        return JSONResponse({"error": f"{name} must be an integer"}, status_code=422)
+    if not low <= value <= high:
+        return JSONResponse({"error": f"{name} must be between {low} and {high}"}, status_code=422)
+    return value
+
+
+def _query_since(request) -> float | None | JSONResponse:
+    raw = request.query_params.get("since")
+    if raw is None:
+        return None
+    try:
+        since = float(raw)
+    except ValueError:
+        since = math.nan
+    if not math.isfinite(since):
+        return JSONResponse({"error": "since must be a time in epoch seconds"}, status_code=422)
+    return since
+
+
 def monitoring_app(service: Callable[[], Any]) -> Starlette:
-    """``service()`` returns the live service instance (with ``.monitor`` and ``.status``)."""
+    """``service()`` returns the live service instance (with ``.monitor``, ``.status`` and
+    ``.sample``)."""
 
     async def status(request):
         return await _call(service().status)
 
-    def listing(view: str):
-        """A GET view over the store's history, newest first, ``?limit=`` 1..1000 (default 20)."""
+    def listing(view: str, ranged: bool = False):
+        """A GET view over the store's history, ``?limit=`` 1..1000 (default 20); ``ranged``
+        views also take ``?since=`` (epoch seconds: windows that ended at or after it)."""
         async def handler(request):
-            try:
-                limit = int(request.query_params.get("limit", str(DEFAULT_LIMIT)))
-            except ValueError:
-                return JSONResponse({"error": "limit must be an integer"}, status_code=422)
-            if not 1 <= limit <= MAX_LIMIT:
-                return JSONResponse({"error": f"limit must be between 1 and {MAX_LIMIT}"}, status_code=422)
-            return await _call(getattr(service().monitor, view), limit, bound=_LISTS[view])
+            limit = _query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+            since = _query_since(request) if ranged else None
+            for v in (limit, since):
+                if isinstance(v, JSONResponse):
+                    return v
+            fn = getattr(service().monitor, view)
+            bound = _LISTS.get(view)
+            return await (_call(fn, limit, since, bound=bound) if ranged else _call(fn, limit, bound=bound))
 
         return handler
 
+    async def feature(request):
+        limit = _query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        hist = _query_int(request, "histograms", HISTOGRAMS, 0, MAX_FEATURE_HISTOGRAMS)
+        since = _query_since(request)
+        for v in (limit, hist, since):
+            if isinstance(v, JSONResponse):
+                return v
+        return await _call(service().monitor.feature, request.path_params["name"], limit, hist, since)
+
+    async def sample(request):
+        limit = _query_int(request, "limit", 200, 1, MAX_SAMPLE_ROWS)
+        seed = _query_int(request, "seed", 0, 0, 2 ** 32 - 1)
+        for v in (limit, seed):
+            if isinstance(v, JSONResponse):
+                return v
+        rows = service().sample
+        if rows.refusal():
+            return JSONResponse({"error": rows.refusal()}, status_code=403)
+        return await _call(rows.sample, limit, seed)
+
     return Starlette(routes=[Route("/status", status, methods=["GET"]),
-                             Route("/drift", listing("drift"), methods=["GET"]),
+                             Route("/drift", listing("drift", ranged=True), methods=["GET"]),
+                             Route("/windows", listing("timeline", ranged=True), methods=["GET"]),
+                             Route("/features/{name:path}", feature, methods=["GET"]),
                              Route("/performance", listing("performance"), methods=["GET"]),
-                             Route("/alerts", listing("alerts"), methods=["GET"])])
+                             Route("/alerts", listing("alerts"), methods=["GET"]),
+                             Route("/sample", sample, methods=["GET"])])
 
 
 async def _body(request, model: type[BaseModel]) -> BaseModel | JSONResponse:

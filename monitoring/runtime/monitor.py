@@ -26,7 +26,7 @@ Exception tree::
     ValueError
      └── ActionInvalid     (a well-formed request naming something the model lacks)
     LookupError
-     └── ActionNotFound    (no such silence, firing alert or adoptable window)
+     └── ActionNotFound    (no such silence, firing alert, adoptable window or feature)
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from monitoring.alerts.gauges import publish_performance, publish_report
 from monitoring.metrics import Metrics
 from monitoring.runtime.alert_engine import AlertEngine, AlertOptions
 from monitoring.runtime.committer import GroupCommitter
+from monitoring.runtime.history import WindowHistory
 from monitoring.runtime.notifier import Notifier, build_sinks
 from monitoring.runtime.performance import PerformanceTracker, Schedule, Scorer
 from monitoring.runtime.predlog import PredictionLogger
@@ -73,7 +74,7 @@ class ActionInvalid(ValueError):
 
 
 class ActionNotFound(LookupError):
-    """An operator action's target does not exist (HTTP 404)."""
+    """An operator action's (or a view's) target does not exist (HTTP 404)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class ModelMonitor:
             prediction_log=PredictionLogger(self.tag, model.schema, settings.log_sample_rate, settings.privacy,
                                             settings.privacy_salt.get_secret_value()),
             serving=self.serving, metrics=self.metrics)
+        self.history = WindowHistory(self.store, self.tag, model.schema.names)  # what the dashboard reads
         self.queue = MonitorQueue(self, settings.monitor_queue_batches, self.metrics)
         self.system = SystemSampler(self.metrics, settings.system_metrics_interval, on_sample=self.serving.note_system)
         self._reference_version = 0
@@ -252,9 +254,19 @@ class ModelMonitor:
         degrade to an ``unavailable`` note instead of failing)."""
         return views.status(self)
 
-    def drift(self, limit: int) -> dict[str, Any]:
+    def drift(self, limit: int, since: float | None = None) -> dict[str, Any]:
         """The last ``limit`` evaluated windows, newest first."""
-        return views.drift(self, limit)
+        return views.drift(self, limit, since)
+
+    def timeline(self, limit: int, since: float | None = None) -> dict[str, Any]:
+        """The last ``limit`` windows' figures in columns, oldest first (the dashboard's panels)."""
+        return views.windows(self, limit, since)
+
+    def feature(self, name: str, limit: int, histograms: int = 20, since: float | None = None) -> dict[str, Any]:
+        """One feature's drill-down: statistic, p-values and quality per window, histograms."""
+        if name not in self.schema.names:
+            raise ActionNotFound(f"no feature {name!r} in {self.tag}")
+        return views.feature(self, name, limit, histograms, since)
 
     def performance(self, limit: int) -> dict[str, Any]:
         """Realized and estimated performance of the last ``limit`` scored windows."""

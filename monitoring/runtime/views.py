@@ -1,5 +1,8 @@
 """The JSON views of a :class:`~monitoring.runtime.monitor.ModelMonitor` (``m``): status,
-drift and performance history. Store-backed views raise
+drift and performance history, and the dashboard's columnar views (:func:`windows`, one
+feature's drill-down :func:`feature`, both read from the worker's condensed
+:class:`~monitoring.runtime.history.WindowHistory`). Every view is bounded by a ``limit``
+of windows (the HTTP layer caps it), optionally narrowed by ``since``. Store-backed views raise
 :class:`~monitoring.store.StoreUnavailable` (the HTTP layer answers 503); ``status`` degrades
 its store-backed parts to an ``unavailable`` note instead.
 """
@@ -9,6 +12,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
+from monitoring.runtime.history import FIELDS, SERVING
 from monitoring.store import StoreUnavailable
 
 
@@ -65,9 +71,9 @@ def _alert_summary(m) -> dict[str, Any]:
             "delivered_by_this_worker": n.delivered, "retries_by_this_worker": n.retries,
             "failed_by_this_worker": n.failed, "evaluation_errors": m.alert_engine.errors}
 
-def drift(m, limit: int) -> dict[str, Any]:
-    """The last ``limit`` evaluated windows, newest first."""
-    records = m.store.windows.recent(m.tag, limit=limit)
+def drift(m, limit: int, since: float | None = None) -> dict[str, Any]:
+    """The last ``limit`` evaluated windows (those ended at or after ``since``), newest first."""
+    records = recent(m, limit, since)[::-1]
     s = m.settings
     return {"model": m.tag, "reference_rows": m.model.profile.rows, "window_rows": s.window_rows,
             "alpha": s.drift_alpha, "effect_floor": s.drift_effect_floor,
@@ -86,3 +92,85 @@ def _window_summary(r) -> dict[str, Any]:
     return {"window_id": r.window_id, "rows": r.rows, "rows_expected": r.rows_expected,
             "too_small": rep.get("too_small"), "drifted": rep.get("drifted", []),
             "share_drifted": rep.get("share_drifted"), "evaluated_at": r.evaluated_at}
+
+
+# -- the dashboard's views: columnar, oldest first, bounded by ``limit`` (and ``since``) ------------
+#: Windows whose histograms :func:`feature` reads from their stored sketches (one read each).
+MAX_FEATURE_HISTOGRAMS = 50
+
+
+def recent(m, limit: int, since: float | None = None) -> list:
+    """The newest ``limit`` evaluated windows' stored records, oldest first; with ``since``
+    (epoch seconds), only those that ended at or after it (still at most ``limit``)."""
+    records = m.store.windows.recent(m.tag, limit=limit)
+    if since is not None:
+        records = [r for r in records if _ended(r) is not None and _ended(r) >= since]
+    return records[::-1]
+
+
+def _ended(r) -> float | None:
+    rep = r.report or {}
+    return rep.get("ended_at") or r.ended_at or r.evaluated_at
+
+
+def _column(matrix: np.ndarray) -> list[list]:
+    """Rows of a float matrix as JSON-ready lists (NaN -> None)."""
+    return [[None if v != v else v for v in row] for row in matrix.tolist()]
+
+
+def windows(m, limit: int, since: float | None = None) -> dict[str, Any]:
+    """Every panel's per-window figures in columns (what the dashboard plots): serving,
+    drift scores and flags as a features x windows matrix, the prediction mix."""
+    rows = m.history.recent(limit, since)
+    classes = [str(c) for c in m.schema.classes]
+    feats = np.stack([r.features for r in rows], axis=1) if rows else np.zeros((len(m.schema.names), 0, len(FIELDS)))
+    score, flagged = feats[:, :, FIELDS.index("score")], feats[:, :, FIELDS.index("flagged")]
+    cols: dict[str, list] = {
+        "id": [r.window_id for r in rows], "started_at": [r.started_at for r in rows],
+        "ended_at": [r.ended_at for r in rows], "evaluated_at": [r.evaluated_at for r in rows],
+        "rows": [r.rows for r in rows], "rows_expected": [r.rows_expected for r in rows],
+        "complete": [r.complete for r in rows], "too_small": [r.too_small for r in rows],
+        "share_drifted": [r.share_drifted for r in rows], "drifted": [list(r.drifted) for r in rows],
+        "multivariate_score": [r.multivariate[0] for r in rows], "multivariate_flagged": [r.multivariate[1] for r in rows],
+        "rejected": [r.rejected for r in rows],
+        **{k: [r.serving[k] for r in rows] for k in SERVING},
+        **{f"prediction_{k}" if k in ("p_value", "flagged", "mean", "sd") else k: [r.predictions[k] for r in rows]
+           for k in ("p_value", "flagged", "mean_confidence", "mean", "sd")},
+        "class_share": {c: [r.predictions["class_share"].get(c) for r in rows] for c in classes}}
+    reference = next((r.predictions["reference"] for r in reversed(rows) if r.predictions["reference"]), {})
+    s = m.settings
+    return {"model": m.tag, "task": m.schema.task, "features": list(m.schema.names),
+            "kinds": [f.kind for f in m.schema.features], "classes": classes,
+            "window_rows": s.window_rows, "window_seconds": s.window_seconds, "alpha": s.drift_alpha,
+            "effect_floor": s.drift_effect_floor, "reference_predictions": reference,
+            "windows": cols, "drift": {"score": _column(score), "flagged": [
+                [None if v != v else int(v) for v in row] for row in flagged.tolist()]}}
+
+
+def feature(m, name: str, limit: int, histograms: int, since: float | None = None) -> dict[str, Any]:
+    """One feature over the last ``limit`` windows: its statistic, p-values, score and quality
+    rates per window, and the reference's histogram on the profile's bins beside those of the
+    newest ``histograms`` windows (read from their stored sketches; at most
+    :data:`MAX_FEATURE_HISTOGRAMS`, and only windows that still keep a sketch)."""
+    spec = next(f for f in m.schema.features if f.name == name)
+    i = list(m.schema.names).index(name)
+    ref = m.evaluator.reference
+    rows = m.history.recent(limit, since)
+    series: dict[str, list] = {"id": [r.window_id for r in rows], "ended_at": [r.ended_at for r in rows],
+                               "rows": [r.rows for r in rows], "method": [r.methods[i] for r in rows]}
+    values = np.array([r.features[i] for r in rows]).reshape(len(rows), len(FIELDS))
+    for k, key in enumerate(FIELDS):
+        col = [None if v != v else v for v in values[:, k].tolist()]
+        series[key] = [None if v is None else bool(v) for v in col] if key == "flagged" else col
+    kind = "numeric" if name in ref.numeric else "categorical"
+    hist = []
+    for r in rows[::-1][:max(0, min(histograms, MAX_FEATURE_HISTOGRAMS))]:
+        h = (m.history.histograms(r.window_id) or {}).get(name)
+        if h is not None:
+            hist.append({"window_id": r.window_id, **h})
+    reference = {"rows": ref.rows, **(ref.numeric if kind == "numeric" else ref.categorical)[name].to_dict()}
+    if kind == "categorical":
+        reference["categories"] = [str(c) for c in spec.categories]
+    return {"model": m.tag, "feature": name, "kind": kind, "method": m.evaluator.methods.get(name),
+            "alpha": m.settings.drift_alpha, "effect_floor": m.settings.drift_effect_floor,
+            "reference": reference, "windows": series, "histograms": hist[::-1]}

@@ -1,0 +1,171 @@
+"""The dashboard: one page served by the service itself at ``/dashboard/``, and what it needs.
+
+- :func:`dashboard_app`: the page and its assets, every one from the installed package
+  (``service/static/`` and plotly's bundled ``plotly.min.js``), so it works offline and
+  behind a firewall. The page reads the JSON views under ``/monitoring`` and, once an
+  operator enters the token, calls ``/admin`` (the middleware checks the token there, as
+  for the CLI). A strict Content-Security-Policy keeps it to its own origin.
+- :class:`DocsLink`: BentoML's index page (``/``, Swagger UI) shows the OpenAPI
+  description; this middleware adds a link to the dashboard at its top.
+- :class:`SampleRows`: labelled rows from the model's stored validation data, for
+  ``GET /monitoring/sample`` (what ``vigil simulate`` replays), JSON-ready and bounded.
+
+Nothing here touches the monitor's state; failures of the sample view are the caller's
+(a missing file is a 404 there).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from models.frames import plain
+
+STATIC = Path(__file__).resolve().with_name("static")
+#: What the page may load and call: its own origin only (plotly sets inline styles).
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+       "font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+_PAGE_HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff",
+                 "referrer-policy": "no-referrer", "cache-control": "no-cache"}
+#: Rows ``/monitoring/sample`` returns at most per call.
+MAX_SAMPLE_ROWS = 1000
+
+
+def plotly_bundle() -> tuple[Path, str]:
+    """(path, version) of the ``plotly.min.js`` that the installed plotly package ships."""
+    import plotly
+
+    return Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js", plotly.__version__
+
+
+def dashboard_app() -> Starlette:
+    """``/`` (the page), ``/static/*`` (its own files), ``/vendor/plotly.min.js``."""
+    bundle, version = plotly_bundle()
+    page = (STATIC / "dashboard.html").read_text(encoding="utf-8").replace("{{plotly_version}}", version)
+
+    async def index(request: Request) -> Response:
+        return Response(page, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+
+    async def plotly_js(request: Request) -> Response:
+        if not bundle.is_file():
+            return PlainTextResponse("plotly.min.js is missing from the installed plotly package", status_code=404)
+        # the URL carries plotly's version, so the 4.8 MB bundle can be cached for good
+        return FileResponse(bundle, media_type="text/javascript", headers={
+            "cache-control": "public, max-age=31536000, immutable", "x-content-type-options": "nosniff"})
+
+    return Starlette(routes=[Route("/", index, methods=["GET", "HEAD"]),
+                             Route("/vendor/plotly.min.js", plotly_js, methods=["GET", "HEAD"]),
+                             Mount("/static", StaticFiles(directory=STATIC), name="static")])
+
+
+class DocsLink:
+    """ASGI middleware: put a link to the dashboard at the top of the OpenAPI description
+    that BentoML's index page (Swagger UI at ``/``) renders. Only ``GET /docs.json`` is
+    touched; a body that is not the JSON expected passes unchanged."""
+
+    NOTE = ("**[Open the Vigil dashboard](./dashboard/)**: serving, drift, predictions, performance "
+            "and alerts of this model, live.\n\n")
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path") != "/docs.json" or scope.get("method") != "GET":
+            return await self.app(scope, receive, send)
+        held: dict[str, Any] = {"body": []}
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                held["start"] = message
+                return
+            if message["type"] == "http.response.body":
+                held["body"].append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                await _flush(send, held["start"], self._linked(b"".join(held["body"]), held["start"]["status"]))
+                return
+            await send(message)
+
+        await self.app(scope, receive, capture)
+
+    def _linked(self, body: bytes, status: int) -> bytes:
+        if status != 200:
+            return body
+        try:
+            spec = json.loads(body)
+            info = spec["info"]
+            info["description"] = self.NOTE + str(info.get("description") or "")
+        except (ValueError, KeyError, TypeError):
+            return body
+        return json.dumps(spec).encode()
+
+
+async def _flush(send: Callable, start: dict, body: bytes) -> None:
+    headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+    await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class SampleRows:
+    """Labelled rows from a registered model's validation data, JSON-ready: features as
+    ``/predict`` takes them (missing values as null) and the true outcome beside each.
+
+    ``load`` returns the validation frame (features and target); it is called once, on the
+    first request. ``privacy`` is the server's per-feature privacy rules: a model with any
+    feature hashed or dropped is never sampled (:meth:`refusal` says why)."""
+
+    def __init__(self, load: Callable[[], Any], schema, privacy: dict[str, str]):
+        self._load = load
+        self.schema = schema
+        self.private = sorted(k for k, v in privacy.items() if v != "keep")
+        self._rows: list[dict[str, Any]] | None = None
+        self._outcomes: list[Any] | None = None
+
+    def refusal(self) -> str | None:
+        if self.private:
+            return (f"privacy rules cover {', '.join(self.private)}: the stored rows are not served; "
+                    "give `vigil simulate` your own data with --data")
+        return None
+
+    def _prepare(self) -> None:
+        frame = self._load()
+        names, target = list(self.schema.names), self.schema.target
+        self._rows = [{n: _json_value(row[i]) for i, n in enumerate(names)}
+                      for row in frame[names].itertuples(index=False, name=None)]
+        self._outcomes = [_json_value(v) for v in frame[target].tolist()]
+
+    def sample(self, limit: int, seed: int = 0) -> dict[str, Any]:
+        """Up to ``limit`` rows (at most :data:`MAX_SAMPLE_ROWS`) drawn without replacement."""
+        if self._rows is None:
+            self._prepare()
+        n = len(self._rows)
+        take = np.random.default_rng(seed).permutation(n)[:max(0, min(limit, MAX_SAMPLE_ROWS))]
+        s = self.schema
+        return {"task": s.task, "target": s.target, "features": list(s.names),
+                "kinds": [f.kind for f in s.features], "classes": [plain(c) for c in s.classes],
+                "available": n, "source": "validation",
+                "rows": [self._rows[i] for i in take], "outcomes": [self._outcomes[i] for i in take]}
+
+
+def _json_value(v: Any) -> Any:
+    v = plain(v)
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    try:
+        if pd.isna(v):  # pandas' NA and NaT
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(v)
