@@ -17,9 +17,9 @@ Nothing here touches the monitor's state; failures of the sample view are the ca
 from __future__ import annotations
 
 import json
-import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from models.frames import plain
+from monitoring.values import finite_or_none
 
 STATIC = Path(__file__).resolve().with_name("static")
 #: What the page may load and call: its own origin only (plotly sets inline styles).
@@ -162,7 +163,7 @@ def _json_value(v: Any) -> Any:
     if v is None or isinstance(v, (bool, int, str)):
         return v
     if isinstance(v, float):
-        return v if math.isfinite(v) else None
+        return finite_or_none(v)
     try:
         if pd.isna(v):  # pandas' NA and NaT
             return None

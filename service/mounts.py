@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -22,6 +22,7 @@ from starlette.routing import Route
 from monitoring.runtime.monitor import ActionInvalid, ActionNotFound
 from monitoring.runtime.views import MAX_FEATURE_HISTOGRAMS
 from monitoring.store import StoreUnavailable
+from monitoring.values import finite_or_none
 
 from .dashboard import MAX_SAMPLE_ROWS
 from .schemas import AckBody, RebaselineBody, SilenceBody
@@ -90,10 +91,10 @@ def _query_since(request) -> float | None | JSONResponse:
     if raw is None:
         return None
     try:
-        since = float(raw)
+        since = finite_or_none(raw)
     except ValueError:
-        since = math.nan
-    if not math.isfinite(since):
+        since = None
+    if since is None:
         return JSONResponse({"error": "since must be a time in epoch seconds"}, status_code=422)
     return since
 

@@ -25,10 +25,13 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
+
+from monitoring.values import finite_or_none
 
 #: Per feature and window, in this order (NaN where a window has no figure).
 FIELDS = ("statistic", "p_value", "p_holm", "effect", "score", "flagged", "missing_rate", "reference_missing_rate",
@@ -41,10 +44,9 @@ HISTOGRAM_WINDOWS = 64
 
 
 def _num(v: Any) -> float | None:
-    """A JSON-ready number: None for missing and non-finite (a latency in the overflow bucket is inf)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return v if math.isfinite(v) else None
+    """A JSON-ready number from a stored report: None for missing, non-numeric and
+    non-finite values (a latency in the overflow bucket is inf)."""
+    return None if isinstance(v, bool) or not isinstance(v, (int, float)) else finite_or_none(v)
 
 
 @dataclass(frozen=True)

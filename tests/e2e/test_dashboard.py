@@ -112,13 +112,18 @@ def simulated(served, traces):
         return got >= {("feature_drift", f) for f in DRIFTED} | {("performance_drop", "accuracy")}
 
     assert wait_for(firing), httpx.get(server.url + "/monitoring/alerts").text[:3000]
+
+    def evaluated():   # the alerts can fire before the last windows are evaluated
+        return len(httpx.get(server.url + "/monitoring/windows", params={"limit": 50}).json()["windows"]["id"]) == 12
+
+    assert wait_for(evaluated), httpx.get(server.url + "/monitoring/status").text[:3000]
     return records
 
 
 def reference_version(server_tmp: Path, tag: str) -> int:
     store = Store(f"sqlite:///{server_tmp / 'data' / 'vigil.db'}")
     try:
-        return store.reference_version(tag)
+        return store.references.version(tag)
     finally:
         store.dispose()
 

@@ -9,8 +9,6 @@ Server ``open``: no token (the default), caller instance ids.
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 import sqlite3
 import threading
@@ -21,7 +19,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import psutil
 import pytest
 
 from tests.support.server import serve

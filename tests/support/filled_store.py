@@ -4,7 +4,7 @@ views' tests and their benchmark, without serving a single request."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -31,10 +31,10 @@ def fill(store: Store, tag: str, evaluator: WindowEvaluator, window: Callable[[i
             served.record(200 if rng.random() > 0.01 else 500, float(s), f"{rng.integers(1 << 62):032x}")
         served.note_system(0.3 + 0.1 * rng.random(), 2.5e8)
         report.update(rows_expected=win.rows, complete=True, serving=served.take().summary())
-        assert store.claim(tag, wid, "bench", ended)
-        assert store.finish(tag, wid, "bench", report, win.rows, win.rows, started, ended, ended, sketch=win.to_dict())
+        assert store.windows.claim(tag, wid, "bench", ended)
+        assert store.windows.finish(tag, wid, "bench", report, win.rows, win.rows, started, ended, ended, sketch=win.to_dict())
         if performance:
-            store.save_performance(tag, wid, _performance(wid, win.rows, rng), True, win.rows, ended + 5)
+            store.outcomes.save_performance(tag, wid, _performance(wid, win.rows, rng), True, win.rows, ended + 5)
 
 
 def _performance(wid: int, n: int, rng: np.random.Generator) -> dict:

@@ -84,8 +84,8 @@ def test_the_history_reads_every_report_once_then_only_the_newest(tmp_path):
     evaluator = evaluator_for(schema, prof)
     store = Store(f"sqlite:///{tmp_path / 'vigil.db'}")
     reads: list[int] = []
-    real = store.windows
-    store.windows = lambda tag, limit=50: reads.append(limit) or real(tag, limit=limit)
+    real = store.windows.recent
+    store.windows.recent = lambda tag, limit=50: reads.append(limit) or real(tag, limit=limit)
     clock = [0.0]
     history = WindowHistory(store, "h:1", schema.names, clock=lambda: clock[0])
 
