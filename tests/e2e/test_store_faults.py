@@ -5,17 +5,16 @@ monitor buffers, and everything resumes without a restart. Lost: nothing acknowl
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 
 import pytest
 
+from tests.support.backends import PG
 from tests.support.proxy import CuttableProxy
 from tests.support.server import serve
 
 pytestmark = pytest.mark.e2e
-PG = os.environ.get("VIGIL_TEST_POSTGRES_URL")
 
 
 @pytest.mark.skipif(not PG, reason="VIGIL_TEST_POSTGRES_URL not set (.ci/run sets it for the local Postgres)")
