@@ -113,8 +113,17 @@ def _assemble(model: Any, features: list[FeatureSpec], y: pd.Series, task: str) 
     classes: tuple = ()
     if task == "classification":
         known = getattr(model, "classes_", None)
-        classes = tuple(plain(c) for c in (known if known is not None else sorted(pd.unique(y))))
+        classes = integral_classes(tuple(plain(c) for c in (known if known is not None else sorted(pd.unique(y)))))
     return ModelSchema(tuple(features), task=task, classes=classes, target=str(y.name), input_format=input_format)
+
+
+def integral_classes(classes: tuple) -> tuple:
+    """Float classes that are all whole numbers (``0.0, 1.0``: a target column read as
+    float because it had a gap, or written so) as integers: JSON clients send and read
+    ``1``, and the model's ``1.0`` is matched to the class ``1`` by value when serving."""
+    if classes and all(type(c) is float and c.is_integer() for c in classes):
+        return tuple(int(c) for c in classes)
+    return classes
 
 
 def merge_spec(a: FeatureSpec, b: FeatureSpec) -> FeatureSpec:
