@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import joblib
-
 from monitoring.schema import TASKS
 
 from .adapters import ModelAdapter
@@ -37,6 +35,7 @@ from .baseline import measure_baseline
 from .data import DataError
 from .errors import RegistrationError
 from .frames import frame_to_columns, frame_to_model_input
+from .pickles import read_model
 from .probes import UNSEEN_PROBE, probe_capabilities
 from .profiling import build_profile
 from .schema_inference import scan_reference
@@ -77,7 +76,9 @@ def register(model_path: str | Path | None, reference: str | Path, target: str, 
     """
     if task is not None and task not in TASKS:
         raise RegistrationError(f"--task must be one of {', '.join(TASKS)}; got {task!r}")
-    model = read_model(model_path) if model is None else model
+    modules: dict[str, str] = {}
+    if model is None:
+        model, modules = read_model(model_path)
     if not (hasattr(model, "predict") or callable(model)):
         raise RegistrationError(f"{model_path}: object of type {type(model).__name__} has no predict() "
                                 "and is not callable")
@@ -97,21 +98,14 @@ def register(model_path: str | Path | None, reference: str | Path, target: str, 
         "n_validation": n_validation,
         "predict_from_proba": capabilities.predict_from_proba,
         "model_type": f"{type(model).__module__}.{type(model).__qualname__}",
+        "modules": modules,  # the user's modules the model imports, and where from (models.pickles)
     }
     stored_name = name or (Path(model_path).stem if model_path else None) or "model"
     tag = save_model(stored_name, model, meta, profile, scan.sample, baseline.rows)
     notes = scan.notes + baseline.notes
-    for note in notes:
-        log.warning(note)
+    for note in notes:  # info, not warning: the caller shows them (Python's last-resort handler printed them twice)
+        log.info(note)
     return Registered(tag=tag, task=schema.task, in_sample=baseline.in_sample, baseline=baseline.metrics,
                       n_reference=scan.n_rows, n_validation=n_validation, warnings=notes)
 
 
-def read_model(model_path: str | Path) -> Any:
-    """Unpickle a model file, or raise :class:`RegistrationError` saying why not."""
-    try:
-        return joblib.load(model_path)
-    except FileNotFoundError:
-        raise RegistrationError(f"{model_path}: no such file") from None
-    except Exception as exc:  # unpickling arbitrary files raises anything; the user needs one line
-        raise RegistrationError(f"{model_path}: cannot load model ({type(exc).__name__}: {exc})") from None

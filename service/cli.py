@@ -80,7 +80,7 @@ def serve(
     workers: Optional[int] = typer.Option(None, help="Worker processes (default: VIGIL_WORKERS, else 1)."),
 ) -> None:
     """Serve a registered model (``bentoml serve service:MonitoredModel``)."""
-    from models.registry import RegistrationError, read_schema
+    from models.registry import RegistrationError, load
     from monitoring.config import ENV_CONFIG, ConfigError
     from service.settings import load_server_settings
 
@@ -91,9 +91,11 @@ def serve(
         env["VIGIL_WORKERS"] = str(workers)
     if env.get(ENV_CONFIG):  # the server runs in the project root: a relative path must not change meaning
         env[ENV_CONFIG] = str(Path(env[ENV_CONFIG]).resolve())
+    if env.get("PYTHONPATH"):  # likewise the directories the model's own modules are imported from
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(p or ".").resolve()) for p in env["PYTHONPATH"].split(os.pathsep))
     try:
         settings = load_server_settings(environ=env)
-        schema = read_schema(settings.model)
+        schema = load(settings.model).schema  # unpickled here: a missing import is one line, not a crash loop
         _check_rules(settings, schema)
     except (ConfigError, RegistrationError, ValueError) as exc:
         _fail(str(exc))
