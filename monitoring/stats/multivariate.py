@@ -58,7 +58,8 @@ class PcaDetector:
         Z[:, list(ignored)] = 0.0  # at the mean: no part in the fit
         _, s, vt = np.linalg.svd(Z, full_matrices=False)
         explained = np.cumsum(s**2) / max((s**2).sum(), _FLOOR)
-        k = int(min(max(1, np.searchsorted(explained, variance) + 1), d - 1))
+        # at most one component fewer than the columns in play, or every row reconstructs exactly
+        k = int(min(max(1, np.searchsorted(explained, variance) + 1), d - len(ignored) - 1))
         det = cls(mean, scale, vt[:k], 0.0, 1.0, 0, np.zeros(0), ignored)
         cal = det.log_errors(cal_rows)
         return cls(mean, scale, vt[:k], float(cal.mean()), float(cal.var(ddof=1)), int(cal.size),
@@ -82,7 +83,7 @@ class PcaDetector:
         if window.n < 2:
             return 0.0, 1.0
         sd = math.sqrt(max(self.cal_var, _FLOOR))
-        se = math.sqrt(self.cal_var / window.n + self.cal_var / self.cal_n)
+        se = max(math.sqrt(self.cal_var / window.n + self.cal_var / self.cal_n), _FLOOR)
         z = (window.mean - self.cal_mean) / se
         return float((window.mean - self.cal_mean) / sd), float(ss.norm.sf(z))
 

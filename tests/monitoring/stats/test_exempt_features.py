@@ -45,3 +45,17 @@ def test_the_multivariate_detector_ignores_exempt_columns_and_keeps_them_through
     assert again.ignored == (3,) and np.allclose(again.log_errors(live), det.log_errors(live))
     assert PcaDetector.fit(X[:, 2:], ignored=(1,)) is None  # one column left: nothing joint to test
     assert "ignored" not in PcaDetector.fit(X).to_dict()  # unchanged for models without exempt columns
+
+
+def test_with_two_columns_in_play_besides_an_ignored_one_the_detector_still_tests_something():
+    rng = np.random.default_rng(2)
+    X = np.column_stack([rng.normal(size=1000), rng.normal(size=1000), np.arange(1000)])
+    X[:, 1] += 0.8 * X[:, 0]
+    det = PcaDetector.fit(X, ignored=(2,))
+    assert det.components.shape[0] == 1 and det.cal_var > 0  # one component for two columns: errors vary
+    broken = X[:300].copy()
+    broken[:, 1] = -broken[:, 1]  # the correlation reversed: every marginal as before
+    window = det.empty_sketch()
+    window.update(det.log_errors(broken))
+    effect, p = det.test(window)
+    assert effect > 0.5 and p < 1e-6
