@@ -23,6 +23,7 @@ Exception tree::
 
 from __future__ import annotations
 
+import difflib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,7 +84,9 @@ def register(model_path: str | Path | None, reference: str | Path, target: str, 
     id- or date-like features to keep tested for drift (see :mod:`models.column_roles`).
     """
     if task is not None and task not in TASKS:
-        raise RegistrationError(f"--task must be one of {', '.join(TASKS)}; got {task!r}")
+        close = difflib.get_close_matches(task, TASKS, n=1, cutoff=0.5)
+        raise RegistrationError(f"--task must be one of {', '.join(TASKS)}; got {task!r}"
+                                + (f"; did you mean --task {close[0]}?" if close else ""))
     modules: dict[str, str] = {}
     if model is None:
         model, modules = read_model(model_path)

@@ -115,6 +115,7 @@ def test_the_json_report_lists_every_feature_and_is_the_only_stdout(mixed_files)
     (["--categorical", "agee"], "--categorical agee: no such feature; did you mean 'age'?"),
     (["--categorical", "label"], "--categorical label: 'label' is the target column, not a feature"),
     (["--monitor", "signupp"], "--monitor signupp: no such feature; did you mean 'signup'?"),
+    (["--task", "clasification"], "got 'clasification'; did you mean --task classification?"),
     (["--task", "regression"], "the model declares classes (predict_proba or classes_); did you mean --task "
                                "classification?"),
 ])
