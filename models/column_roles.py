@@ -15,10 +15,10 @@ The rules, on the full data's category counts and the bounded reference sample:
   ``31/01/2024 08:00``, ``2024-01-31T08:00:00Z``), however few distinct values it has;
 - **id-like**: a text or integer category with at least :data:`ID_LIKE_MIN_DISTINCT`
   distinct values and at least :data:`ID_LIKE_DISTINCT_SHARE` of one per row (or too many
-  to list); or an integer numeric column whose sample values (at least
-  :data:`ID_LIKE_MIN_DISTINCT`) are all distinct and which is named like an id
-  (``id``, ``customer_id``, ``orderId``, ``uuid``, ``key``) or spans no more than two
-  values per row (a row number or a sequence).
+  to list); or a numeric column of whole numbers (an integer column with a gap reads as
+  float) whose sample values (at least :data:`ID_LIKE_MIN_DISTINCT`) are all distinct and
+  which is named like an id (``id``, ``customer_id``, ``orderId``, ``uuid``, ``key``) or
+  spans no more than two values per row (a row number or a sequence).
 
 An integer column of distinct values with a wide range (amounts in cents, say) is not
 an id by these rules: a measurement whose every value differs is still a measurement.
@@ -71,11 +71,13 @@ def _id_evidence(f: FeatureSpec, col: pd.Series, n_rows: int) -> str | None:
         if distinct >= ID_LIKE_MIN_DISTINCT and distinct >= ID_LIKE_DISTINCT_SHARE * n_rows:
             return f"{distinct:,} distinct values in {n_rows:,} rows"
         return None
-    if f.kind != NUMERIC or f.dtype != "int" or f.minimum is None or f.maximum is None:
+    if f.kind != NUMERIC or f.minimum is None or f.maximum is None:
         return None
     values = col.dropna()
     if len(values) < ID_LIKE_MIN_DISTINCT or values.nunique() != len(values):
         return None
+    if f.dtype != "int" and not bool((values == values.round()).all()):
+        return None  # a float column holds ids only as whole numbers (an int column with a gap reads as float)
     if _ID_NAME.search(f.name):
         return "every sampled value distinct, and named like an id"
     if f.maximum - f.minimum + 1 <= 2 * n_rows:

@@ -170,9 +170,14 @@ def test_dates_and_ids_are_found_and_categories_and_measurements_are_not(values,
     ("row", np.arange(60), ID_LIKE),  # a sequence: two values per row at most
     ("amount_cents", np.random.default_rng(3).permutation(60) * 7919, None),  # distinct, but a measurement
     ("visits", np.arange(60) % 7, None),
+    ("user_id", np.append(np.arange(59) * 7.0, np.nan), ID_LIKE),  # ids with a gap: read as float
+    ("score_id", np.arange(60) + 0.5, None),  # not whole numbers: not ids, whatever the name
 ])
 def test_an_integer_column_is_an_id_only_when_named_so_or_a_sequence(name, values, role):
-    frame = pd.DataFrame({name: values.astype("int64")})
+    col = pd.Series(values)
+    if col.notna().all() and (col % 1 == 0).all():
+        col = col.astype("int64")
+    frame = pd.DataFrame({name: col})
     (spec,) = infer_feature_specs(frame)
     assert find_roles([spec], frame, len(frame)).get(name, (None,))[0] == role
 
