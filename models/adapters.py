@@ -93,6 +93,10 @@ class ModelAdapter:
         if self.schema.task == "classification":
             codes = np.fromiter((self._class_index.get(plain(v), -1) for v in labels), dtype=np.int32,
                                 count=labels.shape[0])
+            if labels.dtype != object and codes.size and codes.min() >= 0:
+                # the schema's own classes, matched by value: a model trained on 0.0/1.0 whose
+                # classes were stored as 0/1 answers 1, as registered (see integral_classes)
+                labels = self._classes[codes]
         return Prediction(labels, proba, codes)
 
 

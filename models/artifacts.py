@@ -3,7 +3,8 @@
 This module owns the stored layout; nothing else knows file names. Files in the stored
 model's directory:
 
-- ``model.joblib``        the estimator, pipeline or callable
+- ``model.joblib``        the estimator, pipeline or callable (joblib; cloudpickle for one
+                          pickle cannot write by reference, see models.pickles)
 - ``vigil.json``          schema, task, classes, baseline metrics, in-sample flag
 - ``profile.json``        reference profile (sketches of features and predictions)
 - ``reference.parquet``   a bounded uniform sample of the reference rows (with target)
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-import joblib
 import numpy as np
 import pandas as pd
 
@@ -33,6 +33,7 @@ from .adapters import ModelAdapter
 from .baseline import PREDICTION_COLUMN, proba_column
 from .errors import RegistrationError
 from .frames import plain
+from .pickles import dump_model, read_model
 
 ARTIFACT_VERSION = 1
 MODEL_FILE = "model.joblib"
@@ -68,7 +69,7 @@ def save_model(name: str, model: Any, meta: dict[str, Any], profile: Profile,
                   "task": meta["schema"]["task"], **{f"baseline_{k}": v for k, v in meta["baseline"].items()}}
     try:
         with bentoml.models.create(name, labels=labels, metadata=small_meta) as m:
-            joblib.dump(model, m.path_of(MODEL_FILE))
+            dump_model(model, m.path_of(MODEL_FILE))
             Path(m.path_of(META_FILE)).write_text(json.dumps({"artifact_version": ARTIFACT_VERSION, **meta},
                                                              indent=1))
             Path(m.path_of(PROFILE_FILE)).write_text(json.dumps(profile.to_dict()))
@@ -113,7 +114,7 @@ def load(tag_or_model: Any) -> LoadedModel:
                                 f"this Vigil reads version {ARTIFACT_VERSION}")
     path = Path(stored.path)
     schema = ModelSchema.from_dict(meta["schema"])
-    model = joblib.load(path / MODEL_FILE)
+    model, _ = read_model(path / MODEL_FILE, what=f"model {stored.tag}", modules=meta.get("modules"))
     profile = Profile.from_dict(json.loads((path / PROFILE_FILE).read_text()))
     adapter = ModelAdapter(model, schema, predict_from_proba=bool(meta.get("predict_from_proba")))
     return LoadedModel(tag=str(stored.tag), name=stored.tag.name, version=str(stored.tag.version),

@@ -3,9 +3,9 @@
 Owns the second pass over the reference data. Bins come from the bounded reference
 sample (quantile edges per numeric feature, the prediction edges of a regressor), the
 multivariate detector (:class:`~monitoring.stats.multivariate.PcaDetector`) is fitted on
-the sample's numeric block, and then every reference row, chunk by chunk, updates the
-sketches: features, predictions (classes and probabilities, or values) and the
-detector's reconstruction errors. Rows reach the model as serving would hand them over
+the sample's numeric block (less the features exempt from drift: ids, dates), and then
+every reference row, chunk by chunk, updates the sketches: features, predictions
+(classes and probabilities, or values) and the detector's reconstruction errors. Rows reach the model as serving would hand them over
 (:mod:`models.frames`), so the prediction sketches describe what serving will see.
 Memory is bounded by the chunk size and the sample.
 """
@@ -40,7 +40,8 @@ def build_profile(adapter: ModelAdapter, reference: str | Path, sample: pd.DataF
     if regression:
         _, sp = predict_frame(adapter, features)
         pred_edges = quantile_edges(sp.labels.astype(np.float64), PREDICTION_BINS)
-    detector = PcaDetector.fit(numeric_sample, seed=seed)
+    exempt = tuple(j for j, f in enumerate(schema.numeric) if f.drift_exempt is not None)
+    detector = PcaDetector.fit(numeric_sample, seed=seed, ignored=exempt)
     profile = Profile.empty(schema, edges_from_sample(schema, numeric_sample), pred_edges, detector=detector)
     for chunk in iter_frames(reference):
         batch, pred = predict_frame(adapter, chunk[names])

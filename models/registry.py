@@ -23,21 +23,21 @@ Exception tree::
 
 from __future__ import annotations
 
+import difflib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import joblib
-
-from monitoring.schema import TASKS
+from monitoring.schema import TASKS, ModelSchema
 
 from .adapters import ModelAdapter
 from .baseline import measure_baseline
 from .data import DataError
 from .errors import RegistrationError
 from .frames import frame_to_columns, frame_to_model_input
-from .probes import UNSEEN_PROBE, probe_capabilities
+from .pickles import read_model
+from .probes import UNSEEN_PROBE, Capabilities, probe_capabilities
 from .profiling import build_profile
 from .schema_inference import scan_reference
 from .artifacts import (ARTIFACT_VERSION, LoadedModel, load, load_validation, read_schema, save_model,
@@ -64,25 +64,37 @@ class Registered:
     n_reference: int
     n_validation: int
     warnings: tuple[str, ...] = ()
+    #: what the report shows (models.report): the stored schema, what the probes found,
+    #: the id- and date-like features (exempt from drift or kept), the model's type
+    schema: ModelSchema | None = None
+    probes: Capabilities | None = None
+    roles: dict[str, str] = field(default_factory=dict)
+    model_type: str = ""
+    sample_rows: int = 0
 
 
 def register(model_path: str | Path | None, reference: str | Path, target: str, *,
              validation: str | Path | None = None, name: str | None = None, task: str | None = None,
-             categorical: Sequence[str] = (), sample_rows: int = SAMPLE_ROWS, seed: int = 0,
+             categorical: Sequence[str] = (), monitor: Sequence[str] = (), sample_rows: int = SAMPLE_ROWS, seed: int = 0,
              progress: Callable[[int], None] | None = None, model: Any = None) -> Registered:
     """Register a model file (or an in-memory ``model``) with its reference profile.
 
     Returns the stored tag and what was measured. Raises :class:`RegistrationError` or
-    :class:`DataError` with a one-line message on unusable input.
+    :class:`DataError` with a one-line message on unusable input. ``monitor`` names
+    id- or date-like features to keep tested for drift (see :mod:`models.column_roles`).
     """
     if task is not None and task not in TASKS:
-        raise RegistrationError(f"--task must be one of {', '.join(TASKS)}; got {task!r}")
-    model = read_model(model_path) if model is None else model
+        close = difflib.get_close_matches(task, TASKS, n=1, cutoff=0.5)
+        raise RegistrationError(f"--task must be one of {', '.join(TASKS)}; got {task!r}"
+                                + (f"; did you mean --task {close[0]}?" if close else ""))
+    modules: dict[str, str] = {}
+    if model is None:
+        model, modules = read_model(model_path)
     if not (hasattr(model, "predict") or callable(model)):
         raise RegistrationError(f"{model_path}: object of type {type(model).__name__} has no predict() "
                                 "and is not callable")
-    scan = scan_reference(model, reference, target, task=task, categorical=categorical, sample_rows=sample_rows,
-                          seed=seed, progress=progress)
+    scan = scan_reference(model, reference, target, task=task, categorical=categorical, monitor=monitor,
+                          sample_rows=sample_rows, seed=seed, progress=progress)
     capabilities = probe_capabilities(model, scan.schema, scan.features)
     schema = capabilities.refine(scan.schema)
     adapter = ModelAdapter(model, schema, predict_from_proba=capabilities.predict_from_proba)
@@ -97,21 +109,16 @@ def register(model_path: str | Path | None, reference: str | Path, target: str, 
         "n_validation": n_validation,
         "predict_from_proba": capabilities.predict_from_proba,
         "model_type": f"{type(model).__module__}.{type(model).__qualname__}",
+        "modules": modules,  # the user's modules the model imports, and where from (models.pickles)
     }
     stored_name = name or (Path(model_path).stem if model_path else None) or "model"
     tag = save_model(stored_name, model, meta, profile, scan.sample, baseline.rows)
     notes = scan.notes + baseline.notes
-    for note in notes:
-        log.warning(note)
+    for note in notes:  # info, not warning: the caller shows them (Python's last-resort handler printed them twice)
+        log.info(note)
     return Registered(tag=tag, task=schema.task, in_sample=baseline.in_sample, baseline=baseline.metrics,
-                      n_reference=scan.n_rows, n_validation=n_validation, warnings=notes)
+                      n_reference=scan.n_rows, n_validation=n_validation, warnings=notes, schema=schema,
+                      probes=capabilities, roles=dict(scan.roles), model_type=meta["model_type"],
+                      sample_rows=len(scan.sample))
 
 
-def read_model(model_path: str | Path) -> Any:
-    """Unpickle a model file, or raise :class:`RegistrationError` saying why not."""
-    try:
-        return joblib.load(model_path)
-    except FileNotFoundError:
-        raise RegistrationError(f"{model_path}: no such file") from None
-    except Exception as exc:  # unpickling arbitrary files raises anything; the user needs one line
-        raise RegistrationError(f"{model_path}: cannot load model ({type(exc).__name__}: {exc})") from None

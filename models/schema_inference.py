@@ -13,14 +13,16 @@ dtype differs between chunks gets the wider one (``int`` and ``float`` give ``fl
 categories of different types give text); a column that is entirely missing in one chunk
 (which reads as numeric NaN there) takes the kind the other chunks show; a categorical
 feature with more than :data:`~monitoring.schema.MAX_CATEGORIES` distinct values over all
-chunks keeps no category list and takes unseen values, as in one chunk. A text column
-with about one distinct value per row (an id, a date) is kept as categorical, with a
-warning. Errors are :class:`RegistrationError` with one line.
+chunks keeps no category list and takes unseen values, as in one chunk. Id- and
+date-like columns are exempt from drift, with a warning (:mod:`models.column_roles`).
+Errors are :class:`RegistrationError` with one line: among them a ``--categorical`` or
+``--monitor`` name that is no feature (with a did-you-mean), and a ``--task`` the model
+and target contradict ("did you mean --task regression?").
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -28,14 +30,14 @@ import pandas as pd
 
 from monitoring.schema import CATEGORICAL, MAX_CATEGORIES, NUMERIC, FeatureSpec, ModelSchema, infer_feature_specs
 
+from .column_roles import check_names, exempt_ids_and_dates
 from .data import Reservoir, iter_frames
 from .errors import RegistrationError
 from .frames import plain
 
-#: A text column with at least this many distinct values, and about one per row, is
-#: probably an id or a timestamp rather than a category: registration warns.
-ID_LIKE_MIN_DISTINCT = 50
-ID_LIKE_DISTINCT_SHARE = 0.5
+#: A classifier whose target has more distinct numbers than this, or any that is not a
+#: whole number, and which declares no classes of its own, is probably a regressor.
+MAX_NUMERIC_CLASSES = 50
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class ReferenceScan:
     sample: pd.DataFrame
     n_rows: int
     notes: tuple[str, ...]
+    roles: dict[str, str] = field(default_factory=dict)  # id- or date-like features, exempt or kept
 
     @property
     def features(self) -> pd.DataFrame:
@@ -58,11 +61,12 @@ class ReferenceScan:
 
 
 def scan_reference(model: Any, reference: str | Path, target: str, *, task: str | None = None,
-                   categorical: Sequence[str] = (), sample_rows: int, seed: int = 0,
+                   categorical: Sequence[str] = (), monitor: Sequence[str] = (), sample_rows: int, seed: int = 0,
                    progress: Callable[[int], None] | None = None) -> ReferenceScan:
     """Read the reference data once: feature specs merged over chunks, a uniform sample.
 
-    ``task`` None infers it from the model and the target.
+    ``task`` None infers it from the model and the target; ``monitor`` names id- or
+    date-like features to keep tested for drift.
     """
     reservoir = Reservoir(sample_rows, seed=seed)
     specs: dict[str, FeatureSpec] = {}
@@ -74,6 +78,7 @@ def scan_reference(model: Any, reference: str | Path, target: str, *, task: str 
                                     f"{', '.join(map(str, chunk.columns[:20]))}")
         if feature_names is None:
             feature_names = _feature_names(model, chunk.columns, target, reference, notes)
+            check_names(categorical, feature_names, "--categorical", target)
         for s in infer_feature_specs(chunk[feature_names], categorical_hint=categorical):
             specs[s.name] = merge_spec(specs[s.name], s) if s.name in specs else s
         reservoir.add(chunk[feature_names + [target]])
@@ -84,10 +89,13 @@ def scan_reference(model: Any, reference: str | Path, target: str, *, task: str 
     sample = reservoir.frame
     if sample[target].isna().any():
         raise RegistrationError(f"{reference}: target column {target!r} has missing values")
-    features = [specs[n] for n in feature_names]
-    notes.extend(id_like_notes(features, reservoir.seen))
+    features, roles, role_notes = exempt_ids_and_dates([specs[n] for n in feature_names], sample, reservoir.seen,
+                                                       keep=monitor)
+    notes.extend(role_notes)
+    if task is not None:
+        check_task(model, sample[target], task)
     schema = _assemble(model, features, sample[target], task or infer_task(model, sample[target]))
-    return ReferenceScan(schema, sample, reservoir.seen, tuple(notes))
+    return ReferenceScan(schema, sample, reservoir.seen, tuple(notes), roles)
 
 
 def _feature_names(model: Any, columns: pd.Index, target: str, reference: str | Path, notes: list[str]) -> list[str]:
@@ -113,8 +121,17 @@ def _assemble(model: Any, features: list[FeatureSpec], y: pd.Series, task: str) 
     classes: tuple = ()
     if task == "classification":
         known = getattr(model, "classes_", None)
-        classes = tuple(plain(c) for c in (known if known is not None else sorted(pd.unique(y))))
+        classes = integral_classes(tuple(plain(c) for c in (known if known is not None else sorted(pd.unique(y)))))
     return ModelSchema(tuple(features), task=task, classes=classes, target=str(y.name), input_format=input_format)
+
+
+def integral_classes(classes: tuple) -> tuple:
+    """Float classes that are all whole numbers (``0.0, 1.0``: a target column read as
+    float because it had a gap, or written so) as integers: JSON clients send and read
+    ``1``, and the model's ``1.0`` is matched to the class ``1`` by value when serving."""
+    if classes and all(type(c) is float and c.is_integer() for c in classes):
+        return tuple(int(c) for c in classes)
+    return classes
 
 
 def merge_spec(a: FeatureSpec, b: FeatureSpec) -> FeatureSpec:
@@ -159,18 +176,21 @@ def infer_task(model: Any, y: pd.Series) -> str:
     return "regression"
 
 
-def id_like_notes(features: Sequence[FeatureSpec], n_rows: int) -> list[str]:
-    """Warnings for text columns with about one distinct value per row (ids, dates): as
-    categories they tell the monitors little, and most live values will be unseen."""
-    notes = []
-    for f in features:
-        if f.kind != CATEGORICAL or f.dtype != "str" or not (f.categories or f.accepts_unseen):
-            continue  # not text, or never present
-        distinct = len(f.categories) if f.categories else None  # None: too many to list
-        if distinct is not None and (distinct < ID_LIKE_MIN_DISTINCT or distinct < ID_LIKE_DISTINCT_SHARE * n_rows):
-            continue
-        shown = f"{distinct:,}" if distinct is not None else f"more than {MAX_CATEGORIES:,}"
-        notes.append(f"column {f.name!r} looks like an id or a date ({shown} distinct values in {n_rows:,} rows): "
-                     "it is registered as categorical, so most live values will be unseen categories; "
-                     "consider deriving features from it instead")
-    return notes
+def check_task(model: Any, y: pd.Series, task: str) -> None:
+    """A ``--task`` the model and the target contradict is a :class:`RegistrationError`
+    with a did-you-mean, rather than ~200 numbers taken as classes."""
+    declares_classes = hasattr(model, "predict_proba") or hasattr(model, "classes_")
+    numeric = pd.api.types.is_numeric_dtype(y.dtype) and not pd.api.types.is_bool_dtype(y.dtype)
+    if task == "classification" and numeric and not declares_classes:
+        values = pd.unique(y.dropna())
+        fractional = bool((values != values.round()).any())
+        if fractional or len(values) > MAX_NUMERIC_CLASSES:
+            shown = ", ".join(f"{v:g}" for v in values[:3])
+            raise RegistrationError(
+                f"--task classification: target {y.name!r} holds {len(values):,} distinct numbers (e.g. {shown})"
+                f"{', not whole numbers' if fractional else ''} and the model declares no classes "
+                "(no predict_proba or classes_); did you mean --task regression?")
+    if task == "regression" and (declares_classes or not numeric):
+        why = ("the model declares classes (predict_proba or classes_)" if declares_classes else
+               f"target {y.name!r} is not numeric")
+        raise RegistrationError(f"--task regression: {why}; did you mean --task classification?")

@@ -32,7 +32,10 @@ class FeatureSpec:
     """One input feature.
 
     ``dtype`` is one of ``float``, ``int`` (numeric) or ``str``, ``int``, ``bool``
-    (categorical values as JSON carries them).
+    (categorical values as JSON carries them). ``drift_exempt`` says why the feature is
+    not tested for drift (``"id-like"``, ``"date-like"``: a value per row, so every live
+    window differs from the reference by construction); None: it is tested. An exempt
+    feature is still validated, passed to the model and counted for missing values.
     """
 
     name: str
@@ -43,6 +46,7 @@ class FeatureSpec:
     minimum: float | None = None
     maximum: float | None = None
     accepts_unseen: bool = False
+    drift_exempt: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in (NUMERIC, CATEGORICAL):

@@ -32,29 +32,27 @@ def register(
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Model name in the store (default: file stem)."),
     task: Optional[str] = typer.Option(None, "--task", help="classification or regression (default: inferred)."),
     categorical: list[str] = typer.Option([], "--categorical", "-c", help="Treat this numeric column as categorical."),
+    monitor: list[str] = typer.Option([], "--monitor", help="Test this id- or date-like column for drift anyway."),
+    as_json: bool = typer.Option(False, "--json", help="Print the registration report as JSON instead of the tag."),
 ) -> None:
-    """Save a model with its schema, reference profile and baseline in the model store."""
+    """Save a model with its schema, reference profile and baseline in the model store, and report what was found."""
     from rich.progress import BarColumn, Progress, TextColumn
 
     from models.data import DataError
     from models.registry import RegistrationError
     from models.registry import register as do_register
+    from models.report import show
 
     try:
         with Progress(TextColumn("profiling reference"), BarColumn(), TextColumn("{task.completed:,} rows"),
                       console=err, transient=True) as progress:
             task_id = progress.add_task("rows", total=None)
             result = do_register(model_file, reference, target, validation=validation, name=name, task=task,
-                                 categorical=categorical, progress=lambda n: progress.advance(task_id, n))
+                                 categorical=categorical, monitor=monitor,
+                                 progress=lambda n: progress.advance(task_id, n))
     except (RegistrationError, DataError) as exc:
         _fail(str(exc))
-    for note in result.warnings:
-        err.print(f"[yellow]warning:[/] {note}", highlight=False)
-    figures = ", ".join(f"{k}={v:.4g}" for k, v in result.baseline.items())
-    err.print(f"registered {result.task} model: {result.n_reference:,} reference rows, baseline "
-              f"({'in-sample' if result.in_sample else f'{result.n_validation:,} validation rows'}): {figures}",
-              highlight=False)
-    out.print(result.tag, highlight=False)
+    show(result, err=err, out=out, as_json=as_json)
 
 
 @app.command()
@@ -80,7 +78,7 @@ def serve(
     workers: Optional[int] = typer.Option(None, help="Worker processes (default: VIGIL_WORKERS, else 1)."),
 ) -> None:
     """Serve a registered model (``bentoml serve service:MonitoredModel``)."""
-    from models.registry import RegistrationError, read_schema
+    from models.registry import RegistrationError, load
     from monitoring.config import ENV_CONFIG, ConfigError
     from service.settings import load_server_settings
 
@@ -91,9 +89,11 @@ def serve(
         env["VIGIL_WORKERS"] = str(workers)
     if env.get(ENV_CONFIG):  # the server runs in the project root: a relative path must not change meaning
         env[ENV_CONFIG] = str(Path(env[ENV_CONFIG]).resolve())
+    if env.get("PYTHONPATH"):  # likewise the directories the model's own modules are imported from
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(p or ".").resolve()) for p in env["PYTHONPATH"].split(os.pathsep))
     try:
         settings = load_server_settings(environ=env)
-        schema = read_schema(settings.model)
+        schema = load(settings.model).schema  # unpickled here: a missing import is one line, not a crash loop
         _check_rules(settings, schema)
     except (ConfigError, RegistrationError, ValueError) as exc:
         _fail(str(exc))

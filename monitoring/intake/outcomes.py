@@ -6,6 +6,10 @@ replica issues and recognises the same ids). An outcome keyed by an id that fail
 check was never issued by this service (a typo), and one whose ``index`` is beyond the
 id's rows names no prediction; both are known without waiting for the prediction log.
 
+A classifier's outcome is matched to its class by JSON value (:func:`class_lookup`): the
+number ``1`` is the class ``1.0`` (a model trained on a float target), but the string
+``"1"`` is not, and ``true`` is never the class ``1``.
+
 Exception tree::
 
     ValueError
@@ -144,17 +148,40 @@ def _id(v: Any, name: str, max_len: int = MAX_ID) -> str:
     return v
 
 
-def _outcome(item: dict, schema: ModelSchema, classes: dict, class_types: set, problems: list[str]):
+def _json_kind(v: Any) -> str | None:
+    """What JSON would call ``v`` among the types a class can have (None: none of them).
+    ``bool`` is tested first: in Python ``True == 1``, in JSON they differ."""
+    if type(v) is bool:
+        return "boolean"
+    if type(v) in (int, float):
+        return "number"
+    return "string" if type(v) is str else None
+
+
+def class_lookup(classes: Sequence[Any]) -> dict[tuple[str, Any], int]:
+    """Class code by (JSON kind, value): a number matches a numeric class by value (``1``,
+    ``1.0`` and a class stored as ``1.0`` are one class, as they are one number in JSON);
+    a string matches only a string class and a boolean only a boolean one."""
+    return {(_json_kind(c) or type(c).__name__, c): i for i, c in enumerate(classes)}
+
+
+def _outcome(item: dict, schema: ModelSchema, classes: dict, problems: list[str]):
     """(class_code, value) of an item's outcome; problems appended."""
     if "outcome" not in item:
         problems.append("'outcome' is missing")
         return None, None
     v = item["outcome"]
     if schema.task == "classification":
-        if type(v) not in class_types or v not in classes:
-            problems.append(f"outcome {repr(v)[:60]} is not a class of this model ({', '.join(map(repr, schema.classes))})")
+        kind = _json_kind(v)
+        code = classes.get((kind, v)) if kind is not None else None
+        if code is None:
+            hint = ""
+            if kind == "string" and any(k == "number" for k, _ in classes):
+                hint = "; the classes are numbers: send the outcome as a JSON number"
+            problems.append(f"outcome {repr(v)[:60]} is not a class of this model "
+                            f"({', '.join(map(repr, schema.classes))}){hint}")
             return None, None
-        return classes[v], None
+        return code, None
     if type(v) not in (int, float) or not math.isfinite(float(v)):
         problems.append(f"outcome must be a finite number for a regression model, got {_type_name(v)}")
         return None, None
@@ -197,8 +224,7 @@ def parse_outcomes(outcomes: Any, schema: ModelSchema, max_items: int, now: floa
     if len(outcomes) > max_items:
         raise FeedbackInvalid([{"item": None, "message": f"batch has {len(outcomes)} outcomes; at most {max_items}"}],
                               status=413)
-    classes = {c: i for i, c in enumerate(schema.classes)}
-    class_types = {type(c) for c in schema.classes}
+    classes = class_lookup(schema.classes)
     errors: list[dict[str, Any]] = []
     out: list[OutcomeIn] = []
     for pos, item in enumerate(outcomes):
@@ -210,7 +236,7 @@ def parse_outcomes(outcomes: Any, schema: ModelSchema, max_items: int, now: floa
         if unknown:
             problems.append(f"unknown field(s) {', '.join(repr(u)[:60] for u in unknown[:5])}"
                             f"{' ...' if len(unknown) > 5 else ''}; allowed: {', '.join(sorted(ALLOWED))}")
-        code, value = _outcome(item, schema, classes, class_types, problems)
+        code, value = _outcome(item, schema, classes, problems)
         observed = now
         if item.get("observed_at") is not None:
             try:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -351,5 +351,5 @@ def recalibrated(detector: PcaDetector | None, errors) -> PcaDetector | None:
     """The multivariate detector re-centred on an adopted window's reconstruction errors."""
     if detector is None or errors is None or errors.n < 2:
         return detector
-    return PcaDetector(detector.mean, detector.scale, detector.components, float(errors.mean),
-                       float(max(errors.variance, 1e-12)), int(errors.n), detector.error_edges)
+    return replace(detector, cal_mean=float(errors.mean), cal_var=float(max(errors.variance, 1e-12)),
+                   cal_n=int(errors.n))

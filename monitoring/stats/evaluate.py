@@ -1,7 +1,9 @@
 """Judging a window against the reference: per-feature drift with Holm's correction and
 an effect floor, multivariate drift, data quality, and the prediction distribution.
 
-Results are frozen dataclasses. A feature is flagged when its Holm-adjusted p-value is at
+Results are frozen dataclasses. Features the schema exempts from drift (ids, dates:
+``FeatureSpec.drift_exempt``) get no drift test and no out-of-range or unseen rate, only
+their missing rate. A feature is flagged when its Holm-adjusted p-value is at
 most ``alpha`` AND its effect (normalised Wasserstein for numeric features, Jensen-Shannon
 distance for categorical ones) is at least ``effect_floor``, so that a huge window does not
 flag a negligible shift. The exported *score* is ``min(effect / floor, alpha / p_holm)``:
@@ -195,11 +197,13 @@ class WindowEvaluator:
                                 dict(rejected or {}), started_at, ended_at)
         raw: list[tuple[str, str, D.DriftStat, float]] = []
         for f in self.schema.numeric:
-            stat, effect = self._numeric(f.name, window.numeric[f.name])
-            raw.append((f.name, "numeric", stat, effect))
+            if f.drift_exempt is None:  # an id or a date differs from the reference by construction
+                stat, effect = self._numeric(f.name, window.numeric[f.name])
+                raw.append((f.name, "numeric", stat, effect))
         for f in self.schema.categorical:
-            stat, effect = self._categorical(f.name, window.categorical[f.name])
-            raw.append((f.name, "categorical", stat, effect))
+            if f.drift_exempt is None:
+                stat, effect = self._categorical(f.name, window.categorical[f.name])
+                raw.append((f.name, "categorical", stat, effect))
         mv = None
         det = self.reference.detector
         if det is not None and window.multivariate is not None:
@@ -221,14 +225,14 @@ class WindowEvaluator:
         out = []
         for f in self.schema.numeric:
             w, r = window.numeric[f.name], self.reference.numeric[f.name]
-            oor = out_of_range(w) / w.n if (w.n and f.minimum is not None) else None
+            oor = out_of_range(w) / w.n if (w.n and f.minimum is not None and f.drift_exempt is None) else None
             out.append(FeatureQuality(f.name, w.missing_rate, r.missing_rate, oor, None))
         for f in self.schema.categorical:
             w, r = window.categorical[f.name], self.reference.categorical[f.name]
             total_w, total_r = w.n + w.missing, r.n + r.missing
             out.append(FeatureQuality(f.name, w.missing / total_w if total_w else 0.0,
                                       r.missing / total_r if total_r else 0.0, None,
-                                      w.unseen / w.n if w.n else 0.0))
+                                      w.unseen / w.n if (w.n and f.drift_exempt is None) else None))
         return tuple(out)
 
     def _predictions(self, window: Profile) -> PredictionDrift | None:

@@ -1,5 +1,6 @@
 """Registration and serving of integer, boolean and date-string columns (issue 18, item 1:
-an int64 column crashed `vigil register` when the float32 probe wrote 1e39 into it)."""
+an int64 column crashed `vigil register` when the float32 probe wrote 1e39 into it; item 4:
+a date-string column is exempt from drift, with one warning)."""
 
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ def test_a_bool_column_registers_as_a_boolean_category_and_serves_json_booleans(
         Validator(m.schema, max_rows=1).validate([{"member": 1, "visits": 3}])
 
 
-def test_a_date_string_column_registers_as_categorical_with_an_id_like_warning(bentoml_home, tmp_path):
+def test_a_date_string_column_registers_as_categorical_exempt_from_drift_with_one_warning(bentoml_home, tmp_path):
     rng = np.random.default_rng(4)
     n = 300
     frame = pd.DataFrame({"day": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
@@ -121,6 +122,8 @@ def test_a_date_string_column_registers_as_categorical_with_an_id_like_warning(b
     spec = {f.name: f for f in load(r.tag).schema.features}
     assert (spec["day"].kind, spec["day"].dtype, len(spec["day"].categories)) == ("categorical", "str", 300)
     assert spec["day"].accepts_unseen  # the encoder ignores unknown days
-    id_like = [w for w in r.warnings if "looks like an id or a date" in w]
-    assert len(id_like) == 1 and "'day'" in id_like[0] and "300 distinct values in 300 rows" in id_like[0]
+    assert spec["day"].drift_exempt == "date-like" and spec["channel"].drift_exempt is None
+    dates = [w for w in r.warnings if "looks like a date" in w]
+    assert len(dates) == 1 and "'day'" in dates[0] and "300 distinct values in 300 rows" in dates[0]
+    assert "not tested for drift" in dates[0] and "--monitor day" in dates[0]
     assert not [w for w in r.warnings if "'channel'" in w]  # two categories in 300 rows is a category

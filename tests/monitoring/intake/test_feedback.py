@@ -53,6 +53,35 @@ def test_bad_outcomes_are_rejected_with_the_item_named(items, needle):
     assert needle in str(e.value) and e.value.status == 422
 
 
+def _codes(schema, outcomes):
+    items = [{"request_id": "a", "index": i, "outcome": o} for i, o in enumerate(outcomes)]
+    return [o.class_code for o in parse_outcomes(items, schema, max_items=100, now=NOW)]
+
+
+def _clf(*classes):
+    return ModelSchema((FeatureSpec("x", "numeric", "float"),), task="classification", classes=classes)
+
+
+def test_a_numeric_outcome_matches_its_class_by_value_as_json_numbers_do():
+    assert _codes(_clf(0.0, 1.0), [1, 1.0, 0, 0.0]) == [1, 1, 0, 0]  # a model trained on a float target
+    assert _codes(_clf(0, 1), [1.0, 0]) == [1, 0]
+    assert _codes(_clf(False, True), [True, False]) == [1, 0]
+    assert _codes(_clf("0", "1"), ["1"]) == [1]
+
+
+@pytest.mark.parametrize("classes, outcome, hint", [
+    ((0.0, 1.0), "1", "send the outcome as a JSON number"),  # a string is not a number, even "1"
+    ((0.0, 1.0), True, ""),  # True == 1 in Python, not in JSON
+    ((0.0, 1.0), 0.5, ""),
+    ((False, True), 1, ""),
+    (("0", "1"), 1, ""),
+])
+def test_an_outcome_of_another_json_type_is_not_a_class(classes, outcome, hint):
+    with pytest.raises(FeedbackInvalid) as e:
+        _codes(_clf(*classes), [outcome])
+    assert "is not a class of this model" in str(e.value) and hint in str(e.value)
+
+
 def test_regression_outcomes_must_be_finite_numbers():
     with pytest.raises(FeedbackInvalid, match="finite number"):
         parse_outcomes([{"request_id": "a", "index": 0, "outcome": "3.5"}], REG, 10, NOW)
