@@ -44,7 +44,7 @@ def simulate(
                                           help="Write a JSON line per /predict request (ids, status)."),
     token: Optional[str] = token_option(),
 ) -> None:
-    """Drive a served model with realistic traffic and delayed feedback (see the README)."""
+    """Drive a served model with realistic traffic and delayed feedback (see docs/dashboard.md)."""
     import httpx
     from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
