@@ -178,3 +178,23 @@ def test_models_list_and_show_read_the_store(demo_tags):
     assert shown["versions"][-1]["tag"] == demo_tags["classifier"]
     text = vigil("models", "show", demo_tags["regressor"]).stdout
     assert "task      regression" in text and "versions of" in text and "bmi" in text
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("simulate", "nosuch"), "scenario must be one of steady, gradual-drift"),
+    (("simulate", "steady", "--data", "rows.csv"), "--data needs --target"),
+    (("simulate", "steady", "--rate", "0"), "rate must be in (0, 500]"),
+])
+def test_simulate_refuses_bad_knobs_in_one_line(args, expected):
+    r = vigil(*args)
+    assert r.exit_code == 2
+    assert expected in _one_error_line(r)
+
+
+def test_simulate_says_how_to_pass_the_token_when_the_sample_is_refused(server):
+    server.answer("GET", "/monitoring/sample?limit=1000&seed=0", {"error": "missing or invalid bearer token"},
+                  status=401)
+    r = vigil("simulate", "steady", "--url", server.url, "--duration", "1", "--token", " secret-token-123456 \n")
+    assert r.exit_code == 2
+    assert "pass --token or set VIGIL_API_TOKEN" in _one_error_line(r)
+    assert server.requests[0]["headers"]["Authorization"] == "Bearer secret-token-123456"
