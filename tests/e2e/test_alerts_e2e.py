@@ -183,7 +183,7 @@ def test_operators_silence_acknowledge_and_rebaseline(tmp_path, demo_tags, demo_
             cli_env = {"VIGIL_API_TOKEN": token}
             url = ("--url", server.url)
             out = vigil_cli("alerts", "silence", "texture", *url, "--seconds", "3600", "--reason", "planned migration",
-                            env=cli_env)
+                            "--json", env=cli_env)
             assert out.returncode == 0, out.stderr
             silence_id = json.loads(out.stdout)["id"]
 
@@ -209,7 +209,7 @@ def test_operators_silence_acknowledge_and_rebaseline(tmp_path, demo_tags, demo_
 
             # the shifted traffic is the new normal: adopt its newest window as the reference
             newest = c.get("/monitoring/drift?limit=1").json()["windows"][0]["window_id"]
-            out = vigil_cli("alerts", "rebaseline", str(newest), *url, env=cli_env)
+            out = vigil_cli("alerts", "rebaseline", str(newest), *url, "--json", env=cli_env)
             assert out.returncode == 0, out.stderr
             assert json.loads(out.stdout)["window_id"] == newest
             time.sleep(6.0)                                                   # every worker checks every 5 s
