@@ -17,8 +17,8 @@ from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, Larg
 
 #: v1: windows, predictions, outcomes, performance; v2: window_results.sketch and the alert tables;
 #: v3: outcomes.closed, at most one matched outcome per prediction (a unique partial index), and
-#: waiting outcomes indexed by age.
-SCHEMA_VERSION = 3
+#: waiting outcomes indexed by age; v4: window_results.digest.
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -67,6 +67,9 @@ window_results = Table(
     Column("evaluated_at", Float),
     Column("report", Text),
     Column("sketch", Text),  # the merged window profile (v2): what re-baselining adopts
+    # the window condensed for the dashboard (v4), opaque here: a few KB that its history
+    # reads instead of parsing the ~17 KB report (monitoring.runtime.history); NULL before v4
+    Column("digest", LargeBinary),
 )
 
 # -- prediction log, outcomes, performance (monitoring.store.outcomes) ---------------------------

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -54,6 +54,22 @@ class WindowRecord:
     started_at: float | None
     ended_at: float | None
     evaluated_at: float | None
+    report: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class WindowDigest:
+    """An evaluated window as the dashboard's history reads it: its ``digest`` (opaque
+    bytes the evaluator stored beside the report) or, for a window stored without one,
+    its ``report``."""
+
+    window_id: int
+    rows: int | None
+    rows_expected: int | None
+    started_at: float | None
+    ended_at: float | None
+    evaluated_at: float | None
+    digest: bytes | None
     report: dict[str, Any] | None
 
 
@@ -178,15 +194,17 @@ class WindowStore:
     # -- results -------------------------------------------------------------------
     def finish(self, model: str, window_id: int, worker: str, report: dict[str, Any], rows: int, rows_expected: int,
                started_at: float | None, ended_at: float | None, now: float,
-               sketch: dict[str, Any] | None = None) -> bool:
-        """Store the evaluated window and drop its partials. False if another evaluator took over."""
+               sketch: dict[str, Any] | None = None, digest: bytes | None = None) -> bool:
+        """Store the evaluated window (with ``digest``, its condensed form for the
+        dashboard, see :meth:`digests`) and drop its partials. False if another evaluator
+        took over."""
         with self._engine.begin() as c:
             res = c.execute(update(window_results).where(and_(
                 window_results.c.model == model, window_results.c.window_id == window_id,
                 window_results.c.claimed_by == worker, window_results.c.status == "evaluating")).values(
                 status="done", rows=rows, rows_expected=rows_expected, started_at=started_at, ended_at=ended_at,
                 evaluated_at=now, report=json.dumps(report, allow_nan=True),
-                sketch=None if sketch is None else json.dumps(sketch)))
+                sketch=None if sketch is None else json.dumps(sketch), digest=digest))
             if res.rowcount != 1:
                 return False
             c.execute(delete(window_partials).where(and_(window_partials.c.model == model,
@@ -206,6 +224,18 @@ class WindowStore:
         return [WindowRecord(int(r["window_id"]), r["status"], r["rows"], r["rows_expected"], r["started_at"],
                              r["ended_at"], r["evaluated_at"], json.loads(r["report"]) if r["report"] else None)
                 for r in rows]
+
+    def digests(self, model: str, limit: int = 50) -> list[WindowDigest]:
+        """Evaluated windows, newest first, as :class:`WindowDigest`: the report is read
+        (and parsed) only for windows stored without a digest."""
+        w = window_results.c
+        with self._reader.connect() as c:
+            rows = c.execute(select(w.window_id, w.rows, w.rows_expected, w.started_at, w.ended_at, w.evaluated_at,
+                                    w.digest, case((w.digest.is_(None), w.report), else_=None).label("report"))
+                             .where(and_(w.model == model, w.status == "done"))
+                             .order_by(w.window_id.desc()).limit(limit)).all()
+        return [WindowDigest(int(r[0]), r[1], r[2], r[3], r[4], r[5], None if r[6] is None else bytes(r[6]),
+                             json.loads(r[7]) if r[7] else None) for r in rows]
 
     def sketch(self, model: str, window_id: int) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """(merged profile, report) of an evaluated window; (None, None) if unknown."""
