@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sqlalchemy import LargeBinary, and_, create_engine, event, func, insert, select, update
+from sqlalchemy import and_, create_engine, event, func, insert, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -111,11 +111,7 @@ class Database:
             if current == 2:  # v3: outcomes.closed, one matched outcome per prediction, waiting by age
                 _migrate_outcomes_v3(c)
                 current = 3
-            if current == 3:  # v4: window_results.digest (windows stored before stay NULL: read from the report)
-                cols = {col["name"] for col in sa_inspect(c).get_columns("vigil_window_results")}
-                if "digest" not in cols:
-                    kind = LargeBinary().compile(dialect=c.dialect)  # BLOB on SQLite, BYTEA on Postgres
-                    c.exec_driver_sql(f"ALTER TABLE vigil_window_results ADD COLUMN digest {kind}")
+            if current == 3:  # v4: window_digests (created above; windows stored before have none)
                 current = 4
             c.execute(update(schema_version).values(version=current))
             return int(current)

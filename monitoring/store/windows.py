@@ -1,6 +1,6 @@
 """Monitoring windows in the store: the row counter, partial sketches, seals, claims and
 the history of evaluated windows (tables ``vigil_counters``, ``vigil_window_partials``,
-``vigil_window_seals``, ``vigil_window_results``).
+``vigil_window_seals``, ``vigil_window_results``, ``vigil_window_digests``).
 
 The counter is the global row sequence that numbers windows (window *w* holds rows
 ``[w·R, (w+1)·R)``), so every worker and replica agrees on which rows make a window. Each
@@ -20,12 +20,12 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from monitoring.store.errors import guarded
-from monitoring.store.tables import counters, window_partials, window_results, window_seals
+from monitoring.store.tables import counters, window_digests, window_partials, window_results, window_seals
 
 #: Evaluated windows keep their merged sketch (for re-baselining) this many windows back.
 KEEP_SKETCHES = 200
@@ -204,9 +204,13 @@ class WindowStore:
                 window_results.c.claimed_by == worker, window_results.c.status == "evaluating")).values(
                 status="done", rows=rows, rows_expected=rows_expected, started_at=started_at, ended_at=ended_at,
                 evaluated_at=now, report=json.dumps(report, allow_nan=True),
-                sketch=None if sketch is None else json.dumps(sketch), digest=digest))
+                sketch=None if sketch is None else json.dumps(sketch)))
             if res.rowcount != 1:
                 return False
+            if digest is not None:  # finished once (its claim is done now); the delete clears a purged id's leftover
+                c.execute(delete(window_digests).where(and_(window_digests.c.model == model,
+                                                            window_digests.c.window_id == window_id)))
+                c.execute(insert(window_digests).values(model=model, window_id=window_id, digest=digest))
             c.execute(delete(window_partials).where(and_(window_partials.c.model == model,
                                                          window_partials.c.window_id == window_id)))
             # only recent windows keep their sketch (what re-baselining can adopt): ~20 KB each
@@ -228,14 +232,19 @@ class WindowStore:
     def digests(self, model: str, limit: int = 50) -> list[WindowDigest]:
         """Evaluated windows, newest first, as :class:`WindowDigest`: the report is read
         (and parsed) only for windows stored without a digest."""
-        w = window_results.c
+        w, d = window_results.c, window_digests.c
         with self._reader.connect() as c:
             rows = c.execute(select(w.window_id, w.rows, w.rows_expected, w.started_at, w.ended_at, w.evaluated_at,
-                                    w.digest, case((w.digest.is_(None), w.report), else_=None).label("report"))
+                                    d.digest)
+                             .select_from(window_results.outerjoin(window_digests, and_(
+                                 d.model == w.model, d.window_id == w.window_id)))
                              .where(and_(w.model == model, w.status == "done"))
                              .order_by(w.window_id.desc()).limit(limit)).all()
+            bare = [int(r[0]) for r in rows if r[6] is None]
+            reports = {r[0]: r[1] for r in c.execute(select(w.window_id, w.report).where(and_(
+                w.model == model, w.window_id.in_(bare))))} if bare else {}
         return [WindowDigest(int(r[0]), r[1], r[2], r[3], r[4], r[5], None if r[6] is None else bytes(r[6]),
-                             json.loads(r[7]) if r[7] else None) for r in rows]
+                             json.loads(reports[r[0]]) if reports.get(r[0]) else None) for r in rows]
 
     def sketch(self, model: str, window_id: int) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """(merged profile, report) of an evaluated window; (None, None) if unknown."""
@@ -262,4 +271,8 @@ class WindowStore:
         with self._engine.begin() as c:
             n = c.execute(delete(window_results).where(and_(w.model == model, w.status == "done",
                                                             or_(*old)))).rowcount
+            # a window's digest goes with its result (those left have a result row still)
+            c.execute(delete(window_digests).where(and_(
+                window_digests.c.model == model, ~window_digests.c.window_id.in_(
+                    select(w.window_id).where(w.model == model)))))
         return {"window_results": n}

@@ -31,13 +31,13 @@ def test_v1_store_is_migrated(tmp_path):
     Store(f"sqlite:///{path}").dispose()                       # and a second start is a no-op
 
 
-def test_a_v3_store_gets_the_digest_column_and_keeps_its_windows(tmp_path):
+def test_a_v3_store_gets_the_digest_table_and_keeps_its_windows(tmp_path):
     path = tmp_path / "v3.db"
     s = Store(f"sqlite:///{path}")
     assert s.windows.claim("m", 0, "w", 1.0) and s.windows.finish("m", 0, "w", {"rows": 10}, 10, 10, 1.0, 2.0, 3.0)
     s.dispose()
     db = sqlite3.connect(path)
-    db.executescript("ALTER TABLE vigil_window_results DROP COLUMN digest; UPDATE vigil_schema_version SET version = 3;")
+    db.executescript("DROP TABLE vigil_window_digests; UPDATE vigil_schema_version SET version = 3;")
     db.commit()
     db.close()
     s = Store(f"sqlite:///{path}")
