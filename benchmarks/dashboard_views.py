@@ -129,6 +129,28 @@ def in_process(loaded, data_dir: Path, windows: int, feature: str, repeat: int) 
     return out
 
 
+def cold_history(loaded, data_dir: Path, windows: int, rounds: int = 5) -> tuple[list[float], list[float]]:
+    """A cold read of the window history (what the windows view's first call waits for),
+    ms: from the stored digests, and from the reports as before schema v4 (condensed one
+    by one), alternated ``rounds`` times in this process."""
+    from monitoring.runtime.history import WindowHistory, condense
+    from monitoring.store import Store
+
+    store = Store(f"sqlite:///{data_dir / 'vigil.db'}")
+    names = loaded.schema.names
+    store.windows.digests(loaded.tag, 1)  # the connection is open for both
+    digests, reports = [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        WindowHistory(store, loaded.tag, names).recent(windows)
+        digests.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        [condense(r, names) for r in store.windows.recent(loaded.tag, windows)]
+        reports.append((time.perf_counter() - t) * 1000)
+    store.dispose()
+    return digests, reports
+
+
 def over_http(url: str, windows: int, feature: str, repeat: int) -> list[tuple]:
     paths = ["/monitoring/status", f"/monitoring/windows?limit={windows}", f"/monitoring/performance?limit={windows}",
              "/monitoring/alerts?limit=50", f"/monitoring/features/{feature}?limit={windows}&histograms=20"]
@@ -212,6 +234,12 @@ def main() -> int:
     print("\nin process (ModelMonitor views)            first ms   median ms   target < 100 ms")
     for name, first, med in in_process(loaded, data_dir, a.windows, feature, a.repeat):
         print(f"  {name:<44} {first:8.1f}   {med:9.1f}   {'met' if med < 100 else 'MISSED'}")
+    digests, reports = cold_history(loaded, data_dir, a.windows)
+    ratios = sorted(r / d for d, r in zip(digests, reports))
+    print(f"  cold history read, {a.windows} windows: from digests {statistics.median(digests):.1f} ms "
+          f"(range {min(digests):.1f}-{max(digests):.1f}), from reports {statistics.median(reports):.1f} ms "
+          f"(range {min(reports):.1f}-{max(reports):.1f}); reports / digests {statistics.median(ratios):.1f}x "
+          f"(range {ratios[0]:.1f}-{ratios[-1]:.1f}x, paired rounds)")
     env = {"VIGIL_MODEL": loaded.tag, "VIGIL_WINDOW_ROWS": str(ROWS), "VIGIL_DATA_DIR": str(data_dir)}
     with serve(TMP / "server", env) as server:
         print("\nover HTTP (bentoml serve)                               first ms   median ms        bytes")

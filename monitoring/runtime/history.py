@@ -6,12 +6,13 @@ views read :class:`WindowRow` objects from here instead: per feature one row of 
 (statistic, p-values, effect, score, flag, quality rates), the serving figures and the
 prediction summary, about 5 KB a window.
 
-Digests: the evaluator stores each window's row beside its report (:func:`digest`, in
-the store's ``digest`` column), so that a full read unpacks a few KB per window (a JSON
-header and the features' floats as raw little-endian float64) instead of parsing the
-report: a cold read of 500 windows at 50 features drops from ~350 ms to ~30 ms. Windows
-stored without one (before schema v4), or whose digest was made over other feature names
-(a checksum of the names tells), are condensed from their report as before.
+Digests: the evaluator stores each window's row beside its report (:func:`digest`; the
+store keeps it in ``vigil_window_digests``), so that a full read unpacks ~5 KB per window
+(a JSON header and the features' floats as raw little-endian float64) instead of parsing
+the report: at 500 windows x 50 features, the store read and the unpacking take about a
+fifth of what the reports cost (``benchmarks/dashboard_views.py``). Windows stored without
+one (before schema v4), or whose digest was made over other feature names (a checksum of
+the names tells), are condensed from their report as before.
 
 Consistency: every call re-reads the newest :data:`HEAD` windows (new ones, and any
 evaluated late among them); a call asking for more windows than the cache was filled

@@ -219,6 +219,14 @@ def test_after_sudden_drift_the_page_shows_the_drift_the_drop_and_the_alert(serv
         assert set(heat["flagged"]) - {"(multivariate)"} == set(DRIFTED)   # exactly the drifted features
         first = min(x for x, y in zip(heat["fx"], heat["flagged"]) if y in DRIFTED)
         assert first >= 4                                                    # nothing before the change
+        drawn = page.evaluate("""([name, late, early]) => {   // the canvas: the pixel at each cell's centre
+            const el = document.getElementById('chart-heatmap'), g = el.vp.geo, c = el.querySelector('canvas');
+            const px = (x, y) => Array.from(c.getContext('2d').getImageData(
+                Math.round(g.X.f(x) * c.width / c.clientWidth), Math.round(g.Y.f(y) * c.height / c.clientHeight), 1, 1).data);
+            return {late: px(late, name), early: px(early, name)};
+        }""", [DRIFTED[0], heat["x"][-1], heat["x"][0]])
+        assert drawn["late"][3] == drawn["early"][3] == 255, drawn              # both cells drawn, opaque
+        assert sum(drawn["late"][:3]) < 400 < sum(drawn["early"][:3]), drawn  # flagged: dark red or its x; clean: pale
 
         perf = page.evaluate("""() => Object.fromEntries(document.getElementById('chart-performance').data
             .map(t => [t.name, {x: Array.from(t.x || []), y: Array.from(t.y || [])}]))""")
