@@ -1,8 +1,8 @@
 """The dashboard: one page served by the service itself at ``/dashboard/``, and what it needs.
 
 - :func:`dashboard_app`: the page and its assets, every one from the installed package
-  (``service/static/`` and plotly's bundled ``plotly.min.js``), so it works offline and
-  behind a firewall. The page reads the JSON views under ``/monitoring`` and, once an
+  (``service/static/``: the charts are drawn by its own ``plot.js``, about 20 KB, not a
+  charting bundle), so it works offline and behind a firewall. The page reads the JSON views under ``/monitoring`` and, once an
   operator enters the token, calls ``/admin`` (the middleware checks the token there, as
   for the CLI). A strict Content-Security-Policy keeps it to its own origin.
 - :class:`DocsLink`: BentoML's index page (``/``, Swagger UI) shows the OpenAPI
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -33,7 +33,8 @@ from models.frames import plain
 from monitoring.values import finite_or_none
 
 STATIC = Path(__file__).resolve().with_name("static")
-#: What the page may load and call: its own origin only (plotly sets inline styles).
+#: What the page may load and call: its own origin only (the charts position their hover
+#: boxes with inline styles).
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
        "font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 _PAGE_HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff",
@@ -42,30 +43,14 @@ _PAGE_HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosn
 MAX_SAMPLE_ROWS = 1000
 
 
-def plotly_bundle() -> tuple[Path, str]:
-    """(path, version) of the ``plotly.min.js`` that the installed plotly package ships."""
-    import plotly
-
-    return Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js", plotly.__version__
-
-
 def dashboard_app() -> Starlette:
-    """``/`` (the page), ``/static/*`` (its own files), ``/vendor/plotly.min.js``."""
-    bundle, version = plotly_bundle()
-    page = (STATIC / "dashboard.html").read_text(encoding="utf-8").replace("{{plotly_version}}", version)
+    """``/`` (the page) and ``/static/*`` (its script, charts and styles)."""
+    page = (STATIC / "dashboard.html").read_text(encoding="utf-8")
 
     async def index(request: Request) -> Response:
         return Response(page, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
 
-    async def plotly_js(request: Request) -> Response:
-        if not bundle.is_file():
-            return PlainTextResponse("plotly.min.js is missing from the installed plotly package", status_code=404)
-        # the URL carries plotly's version, so the 4.8 MB bundle can be cached for good
-        return FileResponse(bundle, media_type="text/javascript", headers={
-            "cache-control": "public, max-age=31536000, immutable", "x-content-type-options": "nosniff"})
-
     return Starlette(routes=[Route("/", index, methods=["GET", "HEAD"]),
-                             Route("/vendor/plotly.min.js", plotly_js, methods=["GET", "HEAD"]),
                              Mount("/static", StaticFiles(directory=STATIC), name="static")])
 
 

@@ -6,6 +6,14 @@ views read :class:`WindowRow` objects from here instead: per feature one row of 
 (statistic, p-values, effect, score, flag, quality rates), the serving figures and the
 prediction summary, about 5 KB a window.
 
+Digests: the evaluator stores each window's row beside its report (:func:`digest`; the
+store keeps it in ``vigil_window_digests``), so that a full read unpacks ~5 KB per window
+(a JSON header and the features' floats as raw little-endian float64) instead of parsing
+the report: at 500 windows x 50 features, the store read and the unpacking take about a
+fifth of what the reports cost (``benchmarks/dashboard_views.py``). Windows stored without
+one (before schema v4), or whose digest was made over other feature names (a checksum of
+the names tells), are condensed from their report as before.
+
 Consistency: every call re-reads the newest :data:`HEAD` windows (new ones, and any
 evaluated late among them); a call asking for more windows than the cache was filled
 with, a gap of more than :data:`HEAD` new windows since the last call, or
@@ -21,9 +29,12 @@ reads included (a refresh waits for another's). Failures: store errors propagate
 
 from __future__ import annotations
 
+import json
 import math
+import struct
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -109,6 +120,51 @@ def condense(record, names: Sequence[str]) -> WindowRow:
                      {k: _num(sv.get(k)) for k in SERVING}, preds, feats, tuple(methods))
 
 
+MAGIC = b"VGD1"
+
+
+def _names_sum(names: Sequence[str]) -> int:
+    return zlib.crc32("\x00".join(names).encode())
+
+
+def pack(row: WindowRow, names: Sequence[str]) -> bytes:
+    """``row`` (condensed over ``names``) as a digest: :data:`MAGIC`, the JSON header's
+    length (uint32), the header, then ``row.features`` as float64."""
+    head = json.dumps({"names": _names_sum(names), "shape": list(row.features.shape), "started_at": row.started_at,
+                       "ended_at": row.ended_at, "complete": row.complete, "too_small": row.too_small,
+                       "share_drifted": row.share_drifted, "drifted": list(row.drifted),
+                       "multivariate": list(row.multivariate), "rejected": row.rejected, "serving": row.serving,
+                       "predictions": row.predictions, "methods": list(row.methods)}).encode()
+    return MAGIC + struct.pack("<I", len(head)) + head + np.ascontiguousarray(row.features, dtype="<f8").tobytes()
+
+
+def unpack(d, names: Sequence[str]) -> WindowRow | None:
+    """The :class:`WindowRow` of a stored ``WindowDigest``; None when it has no digest, or
+    one this code cannot read or made over other feature names (then condense its report)."""
+    b = d.digest
+    if not b or b[:4] != MAGIC:
+        return None
+    (n,) = struct.unpack_from("<I", b, 4)
+    h = json.loads(b[8:8 + n])
+    shape = tuple(h["shape"])
+    if h["names"] != _names_sum(names) or shape != (len(names), len(FIELDS)) or len(b) != 8 + n + 8 * shape[0] * shape[1]:
+        return None
+    feats = np.frombuffer(b, dtype="<f8", offset=8 + n).reshape(shape)
+    return WindowRow(d.window_id, h["started_at"], h["ended_at"], d.evaluated_at, d.rows, d.rows_expected,
+                     h["complete"], h["too_small"], h["share_drifted"], tuple(h["drifted"]), tuple(h["multivariate"]),
+                     h["rejected"], h["serving"], h["predictions"], feats, tuple(h["methods"]))
+
+
+def digest(record, names: Sequence[str]) -> bytes:
+    """What the evaluator stores beside a window's report (``record`` as the store's
+    ``WindowRecord``): its row over ``names``, packed."""
+    return pack(condense(record, names), names)
+
+
+def _row(d, names: Sequence[str]) -> WindowRow:
+    return unpack(d, names) or condense(d, names)
+
+
 class WindowHistory:
     """The condensed evaluated windows of ``tag`` from ``store`` (see the module docstring)."""
 
@@ -132,13 +188,13 @@ class WindowHistory:
             if limit > self._depth or now - self._synced > RESYNC_SECONDS:
                 self._read_all(limit, now)
             else:
-                head = self.store.windows.recent(self.tag, limit=HEAD)
+                head = self.store.windows.digests(self.tag, limit=HEAD)
                 top = max(self._rows, default=-1)
                 if head and head[-1].window_id > top + 1 and len(head) == HEAD:  # more new windows than HEAD
                     self._read_all(self._depth, now)
                 else:
                     for r in head:
-                        self._rows[r.window_id] = condense(r, self.names)
+                        self._rows[r.window_id] = _row(r, self.names)
                     self._trim()
             ids = sorted(self._rows, reverse=True)[:limit]
             rows = [self._rows[i] for i in reversed(ids)]
@@ -147,8 +203,8 @@ class WindowHistory:
         return rows
 
     def _read_all(self, limit: int, now: float) -> None:
-        records = self.store.windows.recent(self.tag, limit=limit)
-        self._rows = {r.window_id: condense(r, self.names) for r in records}
+        records = self.store.windows.digests(self.tag, limit=limit)
+        self._rows = {r.window_id: _row(r, self.names) for r in records}
         self._depth, self._synced = limit, now
         self.full_reads += 1
 

@@ -31,11 +31,12 @@ import numpy as np
 
 from monitoring import names as N
 from monitoring.stats.evaluate import WindowEvaluator, WindowReport
+from monitoring.runtime.history import digest
 from monitoring.runtime.predlog import PredictionLogger
 from monitoring.runtime.queue import MonitorItem
 from monitoring.stats.profile import Profile
 from monitoring.stats.serving import ServingSketch, ServingStats
-from monitoring.store import Partial, Store, StoreUnavailable
+from monitoring.store import Partial, Store, StoreUnavailable, WindowRecord
 
 log = logging.getLogger(__name__)
 
@@ -326,8 +327,9 @@ class WindowManager:
             d["serving"] = served.summary()
             if d["started_at"] is None:
                 d["started_at"] = d["ended_at"] = now
+            row = digest(WindowRecord(wid, "done", rows, expected, started, ended, now, d), self.evaluator.schema.names)
             if self.store.windows.finish(self.model, wid, self.worker, d, rows, expected, started, ended, now,
-                                 sketch=merged.to_dict()):
+                                 sketch=merged.to_dict(), digest=row):
                 self._evaluated += 1
                 closed.append(ClosedWindow(report, rows, expected, d["serving"], d))
             self._open.pop(wid, None)

@@ -23,11 +23,11 @@ from monitoring.store.facade import Store
 from monitoring.store.outcomes import IngestResult, OutcomeStore
 from monitoring.store.references import ReferenceStore
 from monitoring.store.tables import SCHEMA_VERSION
-from monitoring.store.windows import KEEP_SKETCHES, Partial, WindowRecord, WindowStore
+from monitoring.store.windows import KEEP_SKETCHES, Partial, WindowDigest, WindowRecord, WindowStore
 
 __all__ = [
     "Store", "StoreUnavailable", "OutcomeConflict",
     "WindowStore", "OutcomeStore", "AlertStore", "AlertTransaction", "ReferenceStore",
-    "Partial", "WindowRecord", "IngestResult", "StoredAlert", "OutboxRow",
+    "Partial", "WindowRecord", "WindowDigest", "IngestResult", "StoredAlert", "OutboxRow",
     "KEEP_SKETCHES", "SCHEMA_VERSION",
 ]

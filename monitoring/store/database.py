@@ -111,6 +111,8 @@ class Database:
             if current == 2:  # v3: outcomes.closed, one matched outcome per prediction, waiting by age
                 _migrate_outcomes_v3(c)
                 current = 3
+            if current == 3:  # v4: window_digests (created above; windows stored before have none)
+                current = 4
             c.execute(update(schema_version).values(version=current))
             return int(current)
 

@@ -1,6 +1,6 @@
 """Monitoring windows in the store: the row counter, partial sketches, seals, claims and
 the history of evaluated windows (tables ``vigil_counters``, ``vigil_window_partials``,
-``vigil_window_seals``, ``vigil_window_results``).
+``vigil_window_seals``, ``vigil_window_results``, ``vigil_window_digests``).
 
 The counter is the global row sequence that numbers windows (window *w* holds rows
 ``[w·R, (w+1)·R)``), so every worker and replica agrees on which rows make a window. Each
@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from monitoring.store.errors import guarded
-from monitoring.store.tables import counters, window_partials, window_results, window_seals
+from monitoring.store.tables import counters, window_digests, window_partials, window_results, window_seals
 
 #: Evaluated windows keep their merged sketch (for re-baselining) this many windows back.
 KEEP_SKETCHES = 200
@@ -54,6 +54,22 @@ class WindowRecord:
     started_at: float | None
     ended_at: float | None
     evaluated_at: float | None
+    report: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class WindowDigest:
+    """An evaluated window as the dashboard's history reads it: its ``digest`` (opaque
+    bytes the evaluator stored beside the report) or, for a window stored without one,
+    its ``report``."""
+
+    window_id: int
+    rows: int | None
+    rows_expected: int | None
+    started_at: float | None
+    ended_at: float | None
+    evaluated_at: float | None
+    digest: bytes | None
     report: dict[str, Any] | None
 
 
@@ -178,8 +194,10 @@ class WindowStore:
     # -- results -------------------------------------------------------------------
     def finish(self, model: str, window_id: int, worker: str, report: dict[str, Any], rows: int, rows_expected: int,
                started_at: float | None, ended_at: float | None, now: float,
-               sketch: dict[str, Any] | None = None) -> bool:
-        """Store the evaluated window and drop its partials. False if another evaluator took over."""
+               sketch: dict[str, Any] | None = None, digest: bytes | None = None) -> bool:
+        """Store the evaluated window (with ``digest``, its condensed form for the
+        dashboard, see :meth:`digests`) and drop its partials. False if another evaluator
+        took over."""
         with self._engine.begin() as c:
             res = c.execute(update(window_results).where(and_(
                 window_results.c.model == model, window_results.c.window_id == window_id,
@@ -189,6 +207,10 @@ class WindowStore:
                 sketch=None if sketch is None else json.dumps(sketch)))
             if res.rowcount != 1:
                 return False
+            if digest is not None:  # finished once (its claim is done now); the delete clears a purged id's leftover
+                c.execute(delete(window_digests).where(and_(window_digests.c.model == model,
+                                                            window_digests.c.window_id == window_id)))
+                c.execute(insert(window_digests).values(model=model, window_id=window_id, digest=digest))
             c.execute(delete(window_partials).where(and_(window_partials.c.model == model,
                                                          window_partials.c.window_id == window_id)))
             # only recent windows keep their sketch (what re-baselining can adopt): ~20 KB each
@@ -206,6 +228,23 @@ class WindowStore:
         return [WindowRecord(int(r["window_id"]), r["status"], r["rows"], r["rows_expected"], r["started_at"],
                              r["ended_at"], r["evaluated_at"], json.loads(r["report"]) if r["report"] else None)
                 for r in rows]
+
+    def digests(self, model: str, limit: int = 50) -> list[WindowDigest]:
+        """Evaluated windows, newest first, as :class:`WindowDigest`: the report is read
+        (and parsed) only for windows stored without a digest."""
+        w, d = window_results.c, window_digests.c
+        with self._reader.connect() as c:
+            rows = c.execute(select(w.window_id, w.rows, w.rows_expected, w.started_at, w.ended_at, w.evaluated_at,
+                                    d.digest)
+                             .select_from(window_results.outerjoin(window_digests, and_(
+                                 d.model == w.model, d.window_id == w.window_id)))
+                             .where(and_(w.model == model, w.status == "done"))
+                             .order_by(w.window_id.desc()).limit(limit)).all()
+            bare = [int(r[0]) for r in rows if r[6] is None]
+            reports = {r[0]: r[1] for r in c.execute(select(w.window_id, w.report).where(and_(
+                w.model == model, w.window_id.in_(bare))))} if bare else {}
+        return [WindowDigest(int(r[0]), r[1], r[2], r[3], r[4], r[5], None if r[6] is None else bytes(r[6]),
+                             json.loads(reports[r[0]]) if reports.get(r[0]) else None) for r in rows]
 
     def sketch(self, model: str, window_id: int) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """(merged profile, report) of an evaluated window; (None, None) if unknown."""
@@ -232,4 +271,8 @@ class WindowStore:
         with self._engine.begin() as c:
             n = c.execute(delete(window_results).where(and_(w.model == model, w.status == "done",
                                                             or_(*old)))).rowcount
+            # a window's digest goes with its result (those left have a result row still)
+            c.execute(delete(window_digests).where(and_(
+                window_digests.c.model == model, ~window_digests.c.window_id.in_(
+                    select(w.window_id).where(w.model == model)))))
         return {"window_results": n}

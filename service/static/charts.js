@@ -1,5 +1,6 @@
 /* Vigil dashboard: figure builders. Each function takes the JSON views and returns a
-   Plotly {data, layout}; nothing here fetches or touches the DOM beyond the plot div. */
+   figure {data, layout} in Plotly's format (the subset plot.js draws); nothing here
+   fetches or touches the DOM. */
 "use strict";
 
 (function () {

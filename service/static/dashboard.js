@@ -14,11 +14,10 @@
   const REFRESH_MS = intParam("refresh", 5, 1, 3600) * 1000;
   const API = new URL("../", location.href); // the page lives at <root>/dashboard/
   const KEEP_SKETCHES = 200; // windows that can be adopted as the drift reference
-  const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
   const $ = (id) => document.getElementById(id);
   const state = { token: sessionStorage.getItem("vigil-token") || "", feature: null, histWindow: null,
                   metric: null, data: {}, feature_view: null, busy: false, renders: 0, lastRenderMs: null,
-                  errors: [], bound: {} };
+                  errors: [] };
   window.vigil = state; // read by the browser test and the benchmark
 
   // -- helpers ------------------------------------------------------------------------------
@@ -53,13 +52,20 @@
   }
 
   const drawnKeys = {};
-  function plot(id, fig) { // a figure equal to the one on screen is not drawn again
+  function plot(id, fig, opts) { // a figure equal to the one on screen is not drawn again
     const div = $(id), key = JSON.stringify(fig);
     if (drawnKeys[id] !== key) {
       drawnKeys[id] = key;
-      Plotly.react(div, fig.data, fig.layout, CONFIG);
+      VigilPlot.draw(div, fig, opts);
     }
     return div;
+  }
+
+  function drillDown(cell) { // a heatmap cell clicked; the multivariate row has no drill-down
+    if (!state.data.W.features.includes(cell.y)) return;
+    state.feature = cell.y;
+    state.histWindow = cell.x;
+    loadFeature().catch((e) => banner("error", e.message, true));
   }
 
   /* the charts on screen first, then the others one at a time, letting the browser paint
@@ -67,17 +73,16 @@
   const nextFrame = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
   async function drawAll(charts) {
     const onScreen = (id) => $(id).getBoundingClientRect().top < window.innerHeight;
-    charts.filter(([id]) => onScreen(id)).forEach(([id, fig]) => plot(id, fig()));
-    if (state.firstScreenAt == null) state.firstScreenAt = performance.now();
-    for (const [id, fig] of charts.filter(([id]) => !onScreen(id))) {
+    charts.filter(([id]) => onScreen(id)).forEach(([id, fig, opts]) => plot(id, fig(), opts));
+    if (state.firstScreenAt == null) {
+      state.firstScreenAt = performance.now();
+      performance.mark("vigil:first-screen");
+    }
+    for (const [id, fig, opts] of charts.filter(([id]) => !onScreen(id))) {
       await nextFrame();
-      plot(id, fig());
+      plot(id, fig(), opts);
     }
   }
-  // plotly.min.js is deferred: the views are fetched while the browser compiles it
-  const plotlyReady = new Promise((resolve) => {
-    if (window.Plotly) resolve(); else document.addEventListener("DOMContentLoaded", resolve);
-  });
 
   // -- operator actions -----------------------------------------------------------------------
   const MODES = { "read-only": ["read-only", ""], token: ["token set", ""], operator: ["operator", "operator"],
@@ -318,20 +323,9 @@
     setMode(state.mode);
     await drawAll([
       ["chart-traffic", () => VigilCharts.traffic(W)], ["chart-latency", () => VigilCharts.latency(W)],
-      ["chart-system", () => VigilCharts.system(W)], ["chart-heatmap", () => VigilCharts.heatmap(W)],
+      ["chart-system", () => VigilCharts.system(W)], ["chart-heatmap", () => VigilCharts.heatmap(W), { onClick: drillDown }],
       ["chart-mix", () => VigilCharts.mix(W)], ["chart-confidence", () => VigilCharts.confidence(W)],
       ["chart-performance", () => VigilCharts.performance(P, state.metric)], ["chart-labels", () => VigilCharts.labels(P)]]);
-    const hm = $("chart-heatmap");
-    if (!state.bound.heatmap && hm.on) {
-      state.bound.heatmap = true;
-      hm.on("plotly_click", (ev) => {
-        const p = ev.points && ev.points[0];
-        if (!p || !state.data.W.features.includes(p.y)) return; // the multivariate row has no drill-down
-        state.feature = p.y;
-        state.histWindow = p.x;
-        loadFeature().catch((e) => banner("error", e.message, true));
-      });
-    }
   }
 
   async function refresh() {
@@ -342,8 +336,8 @@
       const [S, W, P, A] = await Promise.all([get("monitoring/status"), get("monitoring/windows?limit=" + LIMIT),
         get("monitoring/performance?limit=" + LIMIT), get("monitoring/alerts?limit=50")]);
       state.data = { S, W, P, A };
+      performance.mark("vigil:views");
       const feature = fetchFeature(); // while the main charts are drawn
-      await plotlyReady;
       await renderAll();
       await drawFeature(await feature);
       banner("error", "");
@@ -354,6 +348,7 @@
       state.busy = false;
       state.lastRenderMs = performance.now() - t0;
       state.renderedAt = performance.now(); // ms since navigation: when the page was last fully drawn
+      performance.mark("vigil:rendered");
       state.renders += 1;
       document.body.dataset.renders = String(state.renders);
     }
@@ -381,7 +376,7 @@
       state.histWindow = parseInt(e.target.value, 10);
       if (state.feature_view) plot("chart-hist", VigilCharts.histogram(state.feature_view, state.histWindow));
     });
-    $("metric").addEventListener("change", (e) => { state.metric = e.target.value; plotlyReady.then(renderAll); });
+    $("metric").addEventListener("change", (e) => { state.metric = e.target.value; renderAll(); });
     $("silence-form").addEventListener("submit", (e) => {
       e.preventDefault();
       const rule = $("silence-rule").value;
@@ -399,5 +394,5 @@
     setInterval(() => { if ($("auto").checked && !document.hidden) refresh(); }, REFRESH_MS);
   }
 
-  start(); // this script is the last element of <body>: the page is there, plotly may still be compiling
+  start(); // this script is the last element of <body>: the page is there
 })();

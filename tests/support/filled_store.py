@@ -8,19 +8,22 @@ from collections.abc import Callable
 
 import numpy as np
 
+from monitoring.runtime.history import digest
 from monitoring.stats.evaluate import DriftConfig, WindowEvaluator
 from monitoring.stats.profile import Profile
 from monitoring.stats.serving import ServingStats
-from monitoring.store import Store
+from monitoring.store import Store, WindowRecord
 
 T0 = 1_800_000_000.0
 
 
 def fill(store: Store, tag: str, evaluator: WindowEvaluator, window: Callable[[int, np.random.Generator], Profile],
-         windows: int, *, first: int = 0, seconds: float = 60.0, seed: int = 0, performance: bool = True) -> None:
+         windows: int, *, first: int = 0, seconds: float = 60.0, seed: int = 0, performance: bool = True,
+         digests: bool = True) -> None:
     """Evaluate ``windows`` windows from id ``first``, ``window(i, rng)`` making window i's profile,
     and store them as the evaluator of a served model would (window *i* ends at
-    ``T0 + (i + 1) * seconds``); with ``performance``, a scored result per window too."""
+    ``T0 + (i + 1) * seconds``); with ``performance``, a scored result per window too; without
+    ``digests``, as a store from before schema v4 holds them (no digest beside the report)."""
     rng = np.random.default_rng(seed)
     for wid in range(first, first + windows):
         win = window(wid, rng)
@@ -32,7 +35,9 @@ def fill(store: Store, tag: str, evaluator: WindowEvaluator, window: Callable[[i
         served.note_system(0.3 + 0.1 * rng.random(), 2.5e8)
         report.update(rows_expected=win.rows, complete=True, serving=served.take().summary())
         assert store.windows.claim(tag, wid, "bench", ended)
-        assert store.windows.finish(tag, wid, "bench", report, win.rows, win.rows, started, ended, ended, sketch=win.to_dict())
+        row = digest(WindowRecord(wid, "done", win.rows, win.rows, started, ended, ended, report), evaluator.schema.names)
+        assert store.windows.finish(tag, wid, "bench", report, win.rows, win.rows, started, ended, ended,
+                                    sketch=win.to_dict(), digest=row if digests else None)
         if performance:
             store.outcomes.save_performance(tag, wid, _performance(wid, win.rows, rng), True, win.rows, ended + 5)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from monitoring.runtime import views
-from monitoring.runtime.history import HEAD, WindowHistory
+from monitoring.runtime.history import FIELDS, HEAD, WindowHistory, condense, digest, unpack
 from monitoring.store import Store
 from tests.support import synth
 from tests.support.filled_store import T0, evaluator_for, fill
@@ -84,8 +84,8 @@ def test_the_history_reads_every_report_once_then_only_the_newest(tmp_path):
     evaluator = evaluator_for(schema, prof)
     store = Store(f"sqlite:///{tmp_path / 'vigil.db'}")
     reads: list[int] = []
-    real = store.windows.recent
-    store.windows.recent = lambda tag, limit=50: reads.append(limit) or real(tag, limit=limit)
+    real = store.windows.digests
+    store.windows.digests = lambda tag, limit=50: reads.append(limit) or real(tag, limit=limit)
     clock = [0.0]
     history = WindowHistory(store, "h:1", schema.names, clock=lambda: clock[0])
 
@@ -106,4 +106,44 @@ def test_the_history_reads_every_report_once_then_only_the_newest(tmp_path):
     assert history.full_reads == 4
     h = history.histograms(33)
     assert set(h) == set(schema.names) and sum(h["x0"]["counts"]) + h["x0"]["missing"] == 50
+    store.dispose()
+
+
+def test_a_window_reads_the_same_from_its_digest_as_from_its_report(tmp_path):
+    schema, prof = synth.reference(np.random.default_rng(0), 500)
+    evaluator = evaluator_for(schema, prof)
+    store = Store(f"sqlite:///{tmp_path / 'vigil.db'}")
+
+    def window(wid, rng):
+        return synth.window(schema, prof, synth.frame(rng, 80, shift=1.0 if wid >= 2 else 0.0))
+
+    fill(store, "new:1", evaluator, window, 4, seed=3)
+    fill(store, "old:1", evaluator, window, 4, seed=3, digests=False)   # stored before schema v4
+    new, old = store.windows.digests("new:1", 10), store.windows.digests("old:1", 10)
+    assert all(d.digest and d.report is None for d in new)       # the report is not even read
+    assert all(d.digest is None and d.report for d in old)
+    from_digest = WindowHistory(store, "new:1", schema.names).recent(10)
+    from_report = WindowHistory(store, "old:1", schema.names).recent(10)
+    assert [r.window_id for r in from_digest] == [r.window_id for r in from_report] == [0, 1, 2, 3]
+    for a, b in zip(from_digest, from_report):
+        assert a.features.shape == (len(schema.names), len(FIELDS))
+        np.testing.assert_array_equal(a.features, b.features)     # NaN where there is no figure, in both
+        assert {k: v for k, v in vars(a).items() if k != "features"} == {k: v for k, v in vars(b).items() if k != "features"}
+    assert from_digest[-1].drifted and np.nansum(from_digest[-1].features[:, FIELDS.index("flagged")]) > 0
+    store.dispose()
+
+
+def test_a_digest_made_over_other_feature_names_is_not_trusted(tmp_path):
+    schema, prof = synth.reference(np.random.default_rng(0), 500)
+    store = Store(f"sqlite:///{tmp_path / 'vigil.db'}")
+    fill(store, "m:1", evaluator_for(schema, prof), lambda wid, rng: synth.window(schema, prof, synth.frame(rng, 80)),
+         1, performance=False)
+    (d,) = store.windows.digests("m:1", 1)
+    names = list(schema.names)
+    assert unpack(d, names) is not None
+    assert unpack(d, names[::-1]) is None and unpack(d, names[:-1]) is None     # reordered, or one fewer
+    assert unpack(SimpleNamespace(digest=d.digest[:-8]), names) is None          # cut short
+    assert unpack(SimpleNamespace(digest=b"{}"), names) is None                 # not a digest at all
+    (record,) = store.windows.recent("m:1", 1)
+    assert digest(record, names) == d.digest and condense(record, names).window_id == 0
     store.dispose()

@@ -169,7 +169,7 @@ def test_a_v2_store_keeps_one_label_per_prediction(tmp_path):
     db.commit()
     db.close()
     s = Store(f"sqlite:///{path}")
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     assert s.outcomes.counts("m") == {"matched": 1, "pending": 0, "expired": 1, "conflicting": 2}
     s.dispose()
 

@@ -35,7 +35,7 @@ def predict(store, m, rid, window, t):
 
 def evaluated(store, m, window):
     assert store.windows.claim(m, window, "w", 1.0)
-    assert store.windows.finish(m, window, "w", {"window_id": window}, 1, 1, 1.0, 1.0, 1.0)
+    assert store.windows.finish(m, window, "w", {"window_id": window}, 1, 1, 1.0, 1.0, 1.0, digest=b"digest %d" % window)
     store.outcomes.save_performance(m, window, {"window_id": window}, True, 0, 1.0)
 
 
@@ -47,6 +47,7 @@ def test_retention_drops_the_results_of_windows_whose_predictions_are_gone(store
     deleted = store.purge(m, before=500.0)
     assert deleted == {"predictions": 2, "outcomes": 0, "performance": 2, "window_results": 2, "alert_history": 0}
     assert [r.window_id for r in store.windows.recent(m)] == [2]
+    assert [(d.window_id, d.digest) for d in store.windows.digests(m)] == [(2, b"digest 2")]  # digests go too
     assert list(store.outcomes.performance_state(m)) == [2]
 
 

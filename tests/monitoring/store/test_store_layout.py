@@ -51,7 +51,7 @@ CALLS = {
         "reserve_rows": ("rows:m", 1), "counter": ("rows:m",), "seal": ("m", "rows:m", 0, 10, 1.0),
         "upsert_partials": ("m", "w", [(0, Partial("w", 1, 1.0, 1.0, {}, {}))], 1.0),
         "closable": ("m", 10, 0.0, 0), "open_window_started": ("m", 0), "claim": ("m", 0, "w", 1.0),
-        "partials": ("m", 0), "finish": ("m", 0, "w", {}, 1, 1, None, None, 1.0), "recent": ("m",),
+        "partials": ("m", 0), "finish": ("m", 0, "w", {}, 1, 1, None, None, 1.0), "recent": ("m",), "digests": ("m",),
         "sketch": ("m", 0), "purge": ("m", 0),
     },
     "outcomes": {
