@@ -85,3 +85,34 @@ def test_operator_actions_refuse_what_the_model_lacks(monitor):
         monitor.acknowledge(rule)
     s = monitor.silence("*", 60, reason="deploy", by="ops")
     assert monitor.unsilence(s["id"]) == {"id": s["id"], "ended": True}
+
+
+def test_an_open_window_with_every_row_labelled_is_not_final_until_it_closes(monitor, info):
+    """Two rows of a 200-row window, both labelled: coverage 100 %, yet the window still takes
+    rows, so its performance is not final (it read ``final: true``); once the window closes
+    with its rows labelled, it is."""
+    from monitoring.intake.outcomes import parse_outcomes
+
+    rng = np.random.default_rng(3)
+
+    def serve_and_label(n):
+        (item,) = items(info.schema, synth.frame(rng, n), per_item=n)
+        rid = monitor.request_ids.issue(n)
+        item = MonitorItem(rid, item.received_at, item.batch, item.labels, None, None)
+        monitor.consume([item])
+        monitor.windows.flush()
+        now = time.time()
+        outcomes = parse_outcomes([{"request_id": rid, "index": i, "outcome": 0.0} for i in range(n)], info.schema,
+                                  10_000, now, request_ids=monitor.request_ids)
+        monitor.store.outcomes.ingest(monitor.tag, outcomes, now)
+
+    serve_and_label(2)
+    (early,) = monitor.tracker.tick(force=True)
+    assert (early.window_id, early.labelled, early.coverage) == (0, 2, 1.0)
+    assert early.final is False and early.stored["open"] is True
+    assert monitor.performance(limit=5)["windows"][0]["final"] is False
+
+    serve_and_label(198)  # the window fills and is evaluated
+    monitor.tick()  # evaluates the window, then scores it
+    done = monitor.performance(limit=5)["windows"][0]
+    assert (done["window_id"], done["labelled"], done["final"]) == (0, 200, True) and "open" not in done
