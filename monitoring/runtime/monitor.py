@@ -274,7 +274,7 @@ class ModelMonitor:
 
     def alerts(self, limit: int) -> dict[str, Any]:
         """Rules, alert states, silences and the last ``limit`` transitions."""
-        return self.alert_engine.view(limit)
+        return views.alerts(self, limit)
 
     # -- operator actions ---------------------------------------------------------------------------
     def silence(self, rule: str, seconds: float, instance: str | None = None, reason: str | None = None,
