@@ -31,6 +31,7 @@ from opentelemetry.trace import NoOpTracer
 from monitoring import names as N
 from monitoring.alerts import WebhookSpec
 from monitoring.runtime.evidence import alert_text
+from monitoring.runtime.readable import with_iso
 from monitoring.store import StoreUnavailable
 
 log = logging.getLogger("vigil.alerts")
@@ -111,8 +112,9 @@ class WebhookSink:
     other 4xx are permanent (a receiver that refuses the payload will keep refusing it).
 
     The body carries a one-line ``text`` for people (Slack's and Teams' incoming webhooks
-    refuse a body without it), ending with the spec's ``link`` or the first trace link;
-    it is written at delivery, so notifications queued before an upgrade get one too."""
+    refuse a body without it), ending with the spec's ``link`` or the first trace link, and
+    ISO-8601 twins of its times (``at_iso``); both are written at delivery, so notifications
+    queued before an upgrade get them too."""
 
     kind = "webhook"
 
@@ -129,7 +131,7 @@ class WebhookSink:
     def send(self, key: str, payload: Mapping[str, Any]) -> None:
         headers = {"content-type": "application/json", "idempotency-key": key, **self.spec.headers}
         try:
-            body = {"text": alert_text(payload, self.spec.link), "idempotency_key": key, **payload}
+            body = with_iso({"text": alert_text(payload, self.spec.link), "idempotency_key": key, **payload})
             r = self._client.post(self.spec.url, content=json.dumps(body, default=str), headers=headers)
         except self._httpx.HTTPError as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}"[:300]) from None

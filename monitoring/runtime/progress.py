@@ -14,6 +14,8 @@ from typing import Any
 
 from monitoring.runtime.readable import duration, iso
 
+#: A window open for less than this (or a tenth of its length) gives no row-based estimate.
+MIN_RATE_SECONDS = 30.0
 #: The default rule whose window count :func:`first_signal` reports.
 DRIFT_RULE = "feature_drift"
 
@@ -36,9 +38,12 @@ def window_progress(store, tag: str, window_rows: int, window_seconds: float, no
     by_time = started + window_seconds
     elapsed = max(now - started, 1e-9)
     rate = rows / elapsed if rows else 0.0
-    by_rows = started + window_rows / rate if rate > 0 else None
+    # a rate over the first seconds is one request's burst, not a rate: no row-based estimate yet
+    by_rows = started + window_rows / rate if rate > 0 and elapsed >= min(MIN_RATE_SECONDS, window_seconds / 10) \
+        else None
     closes, by = (by_rows, "rows") if by_rows is not None and by_rows < by_time else (by_time, "time")
-    out.update(closes_by_time_at=by_time, closes_at=closes, closes_by=by, rows_per_second=rate if rows else None)
+    out.update(closes_by_time_at=by_time, closes_at=closes, closes_by=by,
+               rows_per_second=rate if by_rows is not None else None)
     when = iso(closes) or "?"
     line = f"window {wid}: {rows}/{window_rows} rows, closes at {when}"
     line += (f" (at {window_rows} rows, at the current {rate:.3g} rows/s; by {iso(by_time)} at the latest)"

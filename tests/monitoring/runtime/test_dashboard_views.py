@@ -107,3 +107,22 @@ def test_the_history_reads_every_report_once_then_only_the_newest(tmp_path):
     h = history.histograms(33)
     assert set(h) == set(schema.names) and sum(h["x0"]["counts"]) + h["x0"]["missing"] == 50
     store.dispose()
+
+
+def test_the_views_lead_with_a_summary_and_read_times_and_latency_plainly(m):
+    """Item 6 of the first-hour issue: ISO times beside epoch ones, latency buckets by their
+    bound, one line naming the drifted features of the newest window."""
+    drift = views.drift(m, 3)
+    assert drift["summary"].startswith(f"drifted in the last window ({WINDOWS - 1}): " + ", ".join(
+        drift["windows"][0]["drifted"])) and set(drift["windows"][0]["drifted"]) >= set(synth.SHIFTED_NUMERIC)
+    assert drift["progress"].startswith(f"window 0: 0/{ROWS} rows")  # the filled store counted no served rows
+    w = drift["windows"][0]
+    assert w["ended_at_iso"].endswith("Z") and w["evaluated_at_iso"].endswith("Z") and isinstance(w["ended_at"], float)
+    keys = list(w["serving"]["latency"])
+    assert keys and all(k.startswith(("<= ", "> ")) and k.endswith((" ms", " s", " min", " h")) for k in keys)
+    assert sum(w["serving"]["latency"].values()) == w["serving"]["requests"]
+    flagged = [f for f in w["features"] if f["flagged"]]
+    assert flagged and all("statistic" in f and "p_value" in f and "score" in f for f in flagged)
+    cols = views.windows(m, 5)
+    assert cols["summary"] == drift["summary"] and len(cols["windows"]["ended_at_iso"]) == 5
+    assert views.drift(m, 3, since=T0 + 10_000)["summary"] == drift["summary"]  # the newest, whatever since drops

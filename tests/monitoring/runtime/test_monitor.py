@@ -116,3 +116,23 @@ def test_an_open_window_with_every_row_labelled_is_not_final_until_it_closes(mon
     monitor.tick()  # evaluates the window, then scores it
     done = monitor.performance(limit=5)["windows"][0]
     assert (done["window_id"], done["labelled"], done["final"]) == (0, 200, True) and "open" not in done
+
+
+def test_status_says_how_far_the_open_window_is_and_what_the_drift_alert_needs(monitor, info):
+    rng = np.random.default_rng(4)
+    monitor.consume(items(info.schema, synth.frame(rng, 50)))
+    monitor.windows.flush()
+    s = monitor.status()
+    assert s["summary"] == "no window evaluated yet" and s["progress"].startswith("window 0: 50/200 rows, closes at ")
+    open_window = s["windows"]["open_window"]
+    assert open_window["closes_by"] == "time" and open_window["closes_at"] == open_window["started_at"] + 3600
+    assert open_window["closes_at_iso"].endswith("Z") and open_window["line"] == s["progress"]
+    need = monitor.alert_engine.rules["feature_drift"].rule.for_windows
+    signal = s["windows"]["first_signal"]
+    assert signal["drift_alert_windows"] == need and signal["alert_possible_from_window"] == need - 1
+    assert f"needs {need} drifted window" in signal["line"]
+    monitor.consume(items(info.schema, synth.frame(rng, 150, shift=1.0)))
+    monitor.tick()
+    s = monitor.status()
+    assert s["summary"].startswith("drifted in the last window (0): ") and s["progress"].startswith("window 1: 0/200")
+    assert s["windows"]["last_closed"]["ended_at_iso"].endswith("Z")

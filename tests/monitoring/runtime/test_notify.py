@@ -250,7 +250,7 @@ def test_otel_sink_emits_a_log_record_and_a_span_event_with_the_trace_ids():
 
 def test_a_webhook_body_carries_one_line_of_text_for_slack_and_teams(store):
     """Slack's and Teams' incoming webhooks refuse a body without ``text``."""
-    clock = Clock()
+    clock = Clock(1_800_000_000.0)
     fire(store, clock, sinks=("webhook:x",))
     with Receiver() as rx:
         spec = WebhookSpec(url=rx.url, link="https://dash.example.com/dashboard/")
@@ -260,6 +260,7 @@ def test_a_webhook_body_carries_one_line_of_text_for_slack_and_teams(store):
     assert drift.startswith("[FIRING] drift on model m:1: feature a drifted (score 5") and "\n" not in drift
     assert "also drifted: b" in drift and "in window 0 (100 rows)" in drift
     assert drift.endswith(" - https://dash.example.com/dashboard/")
+    assert bodies[("drift", "a")]["alert"]["at_iso"] == "2027-01-15T08:01:40.000Z"  # 1.8e9 + 100 s
     share = bodies[("share", None)]["text"]
     assert share.startswith("[FIRING] share on model m:1: drift.share share of features flagged 1")
     assert "bound" not in share or "above" in share

@@ -70,8 +70,10 @@ def test_the_open_window_says_how_far_it_is_and_when_it_closes():
     assert (slow["window_id"], slow["rows"], slow["closes_by"]) == (1, 6, "time")
     assert slow["closes_at"] == T + 300 and slow["line"].startswith(
         "window 1: 6/1000 rows, closes at 2026-12-05T05:50:48.250Z (5 min after its first row, unless 1000 rows")
-    fast = window_progress(SimpleNamespace(windows=_Windows(1500, {1: T})), "m", 1000, 300.0, now=T + 10)
-    assert fast["closes_by"] == "rows" and fast["closes_at"] == pytest.approx(T + 20)  # 50 rows/s
+    fast = window_progress(SimpleNamespace(windows=_Windows(1900, {1: T})), "m", 1000, 300.0, now=T + 45)
+    assert fast["closes_by"] == "rows" and fast["closes_at"] == pytest.approx(T + 50)  # 20 rows/s
+    burst = window_progress(SimpleNamespace(windows=_Windows(1050, {1: T})), "m", 1000, 300.0, now=T + 2)
+    assert burst["closes_by"] == "time" and burst["rows_per_second"] is None  # one request is not a rate
     idle = window_progress(SimpleNamespace(windows=_Windows(2000, {})), "m", 1000, 300.0, now=T)
     assert idle["window_id"] == 2 and idle["rows"] == 0 and "opens with the next prediction" in idle["line"]
 
