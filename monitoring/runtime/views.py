@@ -25,6 +25,8 @@ from monitoring.alerts import SERIES
 from monitoring.runtime.history import FIELDS, SERVING
 from monitoring.runtime.progress import DRIFT_RULE, first_signal, window_progress
 from monitoring.runtime.readable import drift_summary, readable_latency, with_iso
+from monitoring.stats.describe import categorical_summaries, numeric_summary
+from monitoring.stats.sketches import CategoricalSketch, NumericSketch
 from monitoring.store import StoreUnavailable
 
 
@@ -119,6 +121,19 @@ def _condensed_report(r) -> dict[str, Any]:
     """What :func:`~monitoring.runtime.readable.drift_summary` reads, from a condensed window."""
     return {"window_id": r.window_id, "rows": r.rows, "too_small": r.too_small, "drifted": list(r.drifted),
             "multivariate": {"flagged": r.multivariate[1]}, "predictions": {"flagged": r.predictions["flagged"]}}
+
+
+def _window_statistics(reference, h: dict, spec) -> dict[str, Any] | None:
+    """A window's statistics of one feature from its stored histogram ``h`` (numeric: with
+    the stored moments; categorical: top categories beside the reference's)."""
+    try:
+        if isinstance(reference, NumericSketch):
+            return numeric_summary(NumericSketch.from_dict({"edges": reference.edges, **h, **h["moments"]}))
+        win = CategoricalSketch.from_dict({"n_categories": reference.n_categories, "counts": h["counts"],
+                                           "unseen": h.get("unseen") or 0, "missing": h["missing"]})
+        return categorical_summaries(reference, win, spec.categories)[1]
+    except (KeyError, TypeError, ValueError):  # a sketch stored by an older version: no statistics
+        return None
 
 
 def _readable_report(r) -> dict[str, Any]:
@@ -226,14 +241,18 @@ def feature(m, name: str, limit: int, histograms: int, since: float | None = Non
         col = [None if v != v else v for v in values[:, k].tolist()]
         series[key] = [None if v is None else bool(v) for v in col] if key == "flagged" else col
     kind = "numeric" if name in ref.numeric else "categorical"
+    sketch = (ref.numeric if kind == "numeric" else ref.categorical)[name]
     hist = []
     for r in rows[::-1][:max(0, min(histograms, MAX_FEATURE_HISTOGRAMS))]:
-        h = (m.history.histograms(r.window_id) or {}).get(name)
-        if h is not None:
-            hist.append({"window_id": r.window_id, **h})
-    reference = {"rows": ref.rows, **(ref.numeric if kind == "numeric" else ref.categorical)[name].to_dict()}
+        stored = (m.history.histograms(r.window_id) or {}).get(name)
+        if stored is not None:
+            h = {k: v for k, v in stored.items() if k != "moments"}
+            hist.append({"window_id": r.window_id, **h, "statistics": _window_statistics(sketch, stored, spec)})
+    reference = {"rows": ref.rows, **sketch.to_dict()}
     if kind == "categorical":
         reference["categories"] = [str(c) for c in spec.categories]
+    reference["statistics"] = (numeric_summary(sketch) if kind == "numeric"
+                               else categorical_summaries(sketch, sketch, spec.categories)[0])
     return with_iso({"model": m.tag, "feature": name, "kind": kind, "method": m.evaluator.methods.get(name),
                      "alpha": m.settings.drift_alpha, "effect_floor": m.settings.drift_effect_floor,
                      "reference": reference, "windows": series, "histograms": hist[::-1]})

@@ -70,6 +70,12 @@ def test_a_numeric_feature_drills_down_to_its_histograms_on_the_reference_bins(m
     assert all(len(h["counts"]) == len(ref.counts) and sum(h["counts"]) + h["missing"] == ROWS for h in f["histograms"])
     assert f["windows"]["flagged"][1:] == [True] * 5 and all(p < 0.01 for p in f["windows"]["p_holm"][1:])
     assert all(r is not None for r in f["windows"]["out_of_range_rate"])
+    # reference vs window statistics: the shifted windows moved by one sd
+    rs = f["reference"]["statistics"]
+    assert rs["mean"] == pytest.approx(ref.mean) and rs["p5"] < rs["p50"] < rs["p95"]
+    for h in f["histograms"]:
+        assert h["statistics"]["mean"] - rs["mean"] == pytest.approx(1.0, abs=0.25)
+        assert h["statistics"]["p50"] - rs["p50"] == pytest.approx(1.0, abs=0.3)
 
 
 def test_a_categorical_feature_shows_its_categories_and_the_unseen_bucket(m):
@@ -77,6 +83,9 @@ def test_a_categorical_feature_shows_its_categories_and_the_unseen_bucket(m):
     assert f["kind"] == "categorical" and f["reference"]["categories"] == list("abcde")
     assert len(f["histograms"]) == WINDOWS          # at most MAX_FEATURE_HISTOGRAMS, here every window
     assert all(u is not None for u in f["windows"]["unseen_rate"])
+    top = f["reference"]["statistics"]["top"]
+    assert list(top)[0] == "a" and top["a"] == pytest.approx(0.4, abs=0.06)   # FREQS[0]
+    assert all(list(h["statistics"]["top"])[0] == "a" for h in f["histograms"])
 
 
 def test_the_history_reads_every_report_once_then_only_the_newest(tmp_path):
