@@ -130,6 +130,27 @@ def mounted_paths() -> dict[str, Any]:
     }
 
 
+def openapi30(schema: Any) -> Any:
+    """A pydantic (JSON Schema 2020-12) schema in OpenAPI 3.0's dialect (BentoML serves
+    3.0.2, validated as draft 4): numeric ``exclusiveMinimum``/``exclusiveMaximum`` become
+    a bound with a boolean flag, ``anyOf [X, null]`` becomes ``X`` with ``nullable``."""
+    if isinstance(schema, list):
+        return [openapi30(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: openapi30(v) for k, v in schema.items()}
+    for key, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        v = out.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[bound], out[key] = v, True
+    options = out.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options and len(options) == 2:
+        (other,) = [o for o in options if o != {"type": "null"}]
+        del out["anyOf"]
+        out = {**other, **out, "nullable": True}
+    return out
+
+
 def merge(spec: dict[str, Any]) -> dict[str, Any]:
     """``spec`` (BentoML's OpenAPI document) with the mounted apps' paths, tags, request
     bodies and bearer scheme added; paths BentoML already describes are left as they are."""
@@ -143,6 +164,6 @@ def merge(spec: dict[str, Any]) -> dict[str, Any]:
     components = spec.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     for body in (SilenceBody, AckBody, RebaselineBody):
-        schemas.setdefault(body.__name__, body.model_json_schema(ref_template="#/components/schemas/{model}"))
+        schemas.setdefault(body.__name__, openapi30(body.model_json_schema(ref_template="#/components/schemas/{model}")))
     components.setdefault("securitySchemes", {}).setdefault("bearer", {"type": "http", "scheme": "bearer"})
     return spec

@@ -157,7 +157,9 @@ def test_the_page_its_assets_and_views_come_from_the_service_itself(served, simu
         assert js.status_code == 200 and len(js.content) > 1_000_000 and "immutable" in js.headers["cache-control"]
         for name in ("dashboard.js", "charts.js", "dashboard.css"):
             assert c.get(f"/dashboard/static/{name}").status_code == 200
-        assert "./dashboard/" in c.get("/docs.json").json()["info"]["description"]     # linked from /
+        spec = c.get("/docs.json").json()
+        assert "./dashboard/" in spec["info"]["description"]                          # linked from /
+        assert {"/monitoring/drift", "/monitoring/windows", "/admin/rebaseline"} <= set(spec["paths"])  # described
 
         w = c.get("/monitoring/windows", params={"limit": 5}).json()
         assert len(w["windows"]["id"]) == 5 and len(w["drift"]["score"]) == len(w["features"])

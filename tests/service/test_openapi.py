@@ -48,6 +48,11 @@ def test_merge_adds_paths_bodies_and_the_bearer_scheme_and_keeps_bentomls_own():
     assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
     assert [t["name"] for t in spec["tags"]] == ["Service APIs", "Monitoring", "Admin"]
     json.dumps(spec, allow_nan=False)
+    # OpenAPI 3.0's dialect (draft 4): boolean exclusive bounds, nullable instead of anyOf null
+    seconds = spec["components"]["schemas"]["SilenceBody"]["properties"]["seconds"]
+    assert (seconds["minimum"], seconds["exclusiveMinimum"]) == (0, True)
+    instance = spec["components"]["schemas"]["SilenceBody"]["properties"]["instance"]
+    assert instance["type"] == "string" and instance["nullable"] is True and "anyOf" not in instance
 
 
 def test_the_docs_middleware_serves_the_merged_spec():
