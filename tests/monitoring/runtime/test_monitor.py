@@ -84,6 +84,8 @@ def test_operator_actions_refuse_what_the_model_lacks(monitor):
     with pytest.raises(ActionNotFound, match="no firing alert"):
         monitor.acknowledge(rule)
     s = monitor.silence("*", 60, reason="deploy", by="ops")
+    assert s["until_iso"].endswith("Z") and s["until_iso"][:19] == time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                                                  time.gmtime(int(s["until"])))
     assert monitor.unsilence(s["id"]) == {"id": s["id"], "ended": True}
 
 
