@@ -72,6 +72,14 @@ def _progress(m, counted: int | None = None) -> dict[str, Any]:
     return window_progress(m.store, m.tag, s.window_rows, s.window_seconds, time.time(), counted)
 
 
+def _lines(m, newest: dict[str, Any] | None) -> dict[str, str]:
+    """The open window's ``progress`` line and the ``first_signal`` line (see :func:`status`)."""
+    progress = _progress(m)
+    evaluated = int(newest["window_id"]) + 1 if newest and newest.get("window_id") is not None else 0
+    signal = first_signal(progress, evaluated, _drift_windows(m), m.settings.window_min_rows)
+    return {"progress": progress["line"], "first_signal": signal["line"]}
+
+
 def _drift_windows(m) -> int | None:
     """Consecutive drifted windows the default drift rule needs (None: the rule is off)."""
     engine = getattr(m, "alert_engine", None)  # the dashboard's view tests build ``m`` without alerting
@@ -106,8 +114,8 @@ def drift(m, limit: int, since: float | None = None) -> dict[str, Any]:
     records = recent(m, limit, since)[::-1]
     s = m.settings
     newest = records[0].report if records else _newest_report(m)  # ``since`` drops old windows, never the newest
-    return with_iso({"model": m.tag, "summary": drift_summary(newest),
-                     "progress": _progress(m)["line"], "reference_rows": m.model.profile.rows,
+    return with_iso({"model": m.tag, "summary": drift_summary(newest), **_lines(m, newest),
+                     "reference_rows": m.model.profile.rows,
                      "window_rows": s.window_rows, "alpha": s.drift_alpha, "effect_floor": s.drift_effect_floor,
                      "windows": [_readable_report(r) for r in records]})
 
@@ -216,8 +224,8 @@ def windows(m, limit: int, since: float | None = None) -> dict[str, Any]:
     reference = next((r.predictions["reference"] for r in reversed(rows) if r.predictions["reference"]), {})
     s = m.settings
     newest = _condensed_report(rows[-1]) if rows else _newest_report(m)
-    return with_iso({"model": m.tag, "summary": drift_summary(newest),
-            "progress": _progress(m)["line"], "task": m.schema.task, "features": list(m.schema.names),
+    return with_iso({"model": m.tag, "summary": drift_summary(newest), **_lines(m, newest),
+            "task": m.schema.task, "features": list(m.schema.names),
             "kinds": [f.kind for f in m.schema.features], "classes": classes,
             "window_rows": s.window_rows, "window_seconds": s.window_seconds, "alpha": s.drift_alpha,
             "effect_floor": s.drift_effect_floor, "reference_predictions": reference,

@@ -29,7 +29,8 @@ def m(tmp_path_factory):
         return synth.window(schema, prof, synth.frame(rng, ROWS, shift=1.0 if wid >= DRIFT_FROM else 0.0))
 
     fill(store, tag, evaluator, window, WINDOWS, seed=1)
-    settings = SimpleNamespace(window_rows=ROWS, window_seconds=60.0, drift_alpha=0.01, drift_effect_floor=0.1)
+    settings = SimpleNamespace(window_rows=ROWS, window_seconds=60.0, drift_alpha=0.01, drift_effect_floor=0.1,
+                               window_min_rows=30)
     yield SimpleNamespace(store=store, tag=tag, schema=schema, settings=settings, evaluator=evaluator,
                           model=SimpleNamespace(profile=prof), history=WindowHistory(store, tag, schema.names))
     store.dispose()
@@ -125,6 +126,7 @@ def test_the_views_lead_with_a_summary_and_read_times_and_latency_plainly(m):
     assert drift["summary"].startswith(f"drifted in the last window ({WINDOWS - 1}): " + ", ".join(
         drift["windows"][0]["drifted"])) and set(drift["windows"][0]["drifted"]) >= set(synth.SHIFTED_NUMERIC)
     assert drift["progress"].startswith(f"window 0: 0/{ROWS} rows")  # the filled store counted no served rows
+    assert drift["first_signal"].startswith("drift is judged when window 0 closes; windows with fewer than 30 rows")
     w = drift["windows"][0]
     assert w["ended_at_iso"].endswith("Z") and w["evaluated_at_iso"].endswith("Z") and isinstance(w["ended_at"], float)
     keys = list(w["serving"]["latency"])

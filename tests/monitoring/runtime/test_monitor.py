@@ -133,6 +133,9 @@ def test_status_says_how_far_the_open_window_is_and_what_the_drift_alert_needs(m
     signal = s["windows"]["first_signal"]
     assert signal["drift_alert_windows"] == need and signal["alert_possible_from_window"] == need - 1
     assert f"needs {need} drifted window" in signal["line"]
+    drift = monitor.drift(limit=5)  # no window yet: the view says why, and when that changes
+    assert drift["windows"] == [] and drift["summary"] == "no window evaluated yet"
+    assert drift["progress"].startswith("window 0: 50/200 rows") and drift["first_signal"] == signal["line"]
     monitor.consume(items(info.schema, synth.frame(rng, 150, shift=1.0)))
     monitor.tick()
     s = monitor.status()
