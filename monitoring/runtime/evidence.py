@@ -12,8 +12,9 @@ flagged feature, stored with the window's report; the explicit figures behind an
   means (``value_is``), and for drift alerts the test's ``score``, ``p_value``,
   ``p_holm``, ``statistic``, ``effect``, ``method`` and the statistics above.
 - :func:`alert_text` turns a notification payload into
-  ``[FIRING] feature_drift on model fraud:3: feature amount drifted (score 4.2, p=1e-09,
-  effect 0.42) in window 12 (1000 rows) - <link>``.
+  ``[FIRING] feature_drift on model fraud:3: feature amount drifted (score 4.2; p=1e-09;
+  effect 0.42; mean 50.1 -> 72.3, median 41 -> 60.2); also drifted: region - window 12
+  (1000 rows) - <link>``.
 
 Pure functions over JSON-ready dicts; nothing here raises on a report missing parts (older
 stored reports have no statistics: the evidence then has none).
@@ -119,7 +120,7 @@ def alert_text(payload: Mapping[str, Any], link: str | None = None) -> str:
         if bound:
             what += f", bound {bound}"
     win = a.get("window") or {}
-    where = f" in window {win.get('id')}" + (f" ({win['rows']} rows)" if win.get("rows") is not None else "") \
+    where = f" - window {win.get('id')}" + (f" ({win['rows']} rows)" if win.get("rows") is not None else "") \
         if win.get("id") is not None else ""
     link = link or next(iter(a.get("trace_links") or ()), None)
     return f"{head}: {what}{where}" + (f" - {link}" if link else "")

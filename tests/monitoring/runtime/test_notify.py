@@ -258,7 +258,7 @@ def test_a_webhook_body_carries_one_line_of_text_for_slack_and_teams(store):
         bodies = {(b["alert"]["rule"], b["alert"]["instance"]): b for b in rx.delivered()}
     drift = bodies[("drift", "a")]["text"]
     assert drift.startswith("[FIRING] drift on model m:1: feature a drifted (score 5") and "\n" not in drift
-    assert "also drifted: b" in drift and "in window 0 (100 rows)" in drift
+    assert "also drifted: b" in drift and "- window 0 (100 rows)" in drift
     assert drift.endswith(" - https://dash.example.com/dashboard/")
     assert bodies[("drift", "a")]["alert"]["at_iso"] == "2027-01-15T08:01:40.000Z"  # 1.8e9 + 100 s
     share = bodies[("share", None)]["text"]

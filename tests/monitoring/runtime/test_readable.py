@@ -134,6 +134,6 @@ def test_a_drift_alert_says_what_its_value_is_and_reads_as_one_line(drifted):
     text = alert_text({"status": "firing", "alert": alert}, "https://dash.example.com/")
     assert text.startswith("[FIRING] feature_drift on model wine:3: feature x2 drifted (score ")
     assert "p=" in text and "effect " in text and "mean " in text and "also drifted: " in text
-    assert text.endswith("in window 7 (1000 rows) - https://dash.example.com/") and "\n" not in text
+    assert text.endswith("- window 7 (1000 rows) - https://dash.example.com/") and "\n" not in text
     resolved = alert_text({"status": "resolved", "alert": {**alert, "drifted": []}})
     assert resolved.startswith("[RESOLVED] feature_drift on model wine:3: feature x2 back within the reference")
