@@ -11,10 +11,10 @@ this module stays free of any terminal library. No I/O of its own.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from monitoring.schema import CATEGORICAL, FeatureSpec, float_limit
+from monitoring.values import finite_or_none
 
 from .registry import Registered
 
@@ -99,7 +99,7 @@ def report_lines(r: Registered) -> list[str]:
 
 
 def _number(v: Any) -> Any:
-    return None if isinstance(v, float) and not math.isfinite(v) else v
+    return finite_or_none(v) if isinstance(v, float) else v
 
 
 def report_dict(r: Registered) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from .dashboard import DocsLink, SampleRows, dashboard_app
 from .inline import InlinePolicy
 from .middleware import SCOPE_COUNTED, SCOPE_TRUSTED, MonitorRef, VigilMiddleware
 from .mounts import admin_app, monitoring_app
+from .openapi import merge as merge_openapi
 from .process import freeze_startup_heap, gc_state
 from .schemas import (ALLOW_EARLY, MAX_CLIENT_ID, MAX_LISTED, FeedbackResponse, PredictResponse, instances_schema,
                       outcomes_schema)
@@ -283,7 +284,7 @@ class MonitoredModel:
 
 
 MonitoredModel.add_asgi_middleware(VigilMiddleware, settings=SETTINGS, monitor=MONITOR)
-MonitoredModel.add_asgi_middleware(DocsLink)
+MonitoredModel.add_asgi_middleware(DocsLink, extend=merge_openapi)
 MonitoredModel.mount_asgi_app(monitoring_app(bentoml.get_current_service), path="/monitoring", name="monitoring")
 MonitoredModel.mount_asgi_app(admin_app(bentoml.get_current_service), path="/admin", name="admin")
 MonitoredModel.mount_asgi_app(dashboard_app(), path="/dashboard", name="dashboard")

@@ -56,14 +56,16 @@ def dashboard_app() -> Starlette:
 
 class DocsLink:
     """ASGI middleware: put a link to the dashboard at the top of the OpenAPI description
-    that BentoML's index page (Swagger UI at ``/``) renders. Only ``GET /docs.json`` is
-    touched; a body that is not the JSON expected passes unchanged."""
+    that BentoML's index page (Swagger UI at ``/``) renders, and pass the spec through
+    ``extend`` (the service adds its mounted apps' paths: :func:`service.openapi.merge`).
+    Only ``GET /docs.json`` is touched; a body that is not the JSON expected passes unchanged."""
 
     NOTE = ("**[Open the Vigil dashboard](./dashboard/)**: serving, drift, predictions, performance "
             "and alerts of this model, live.\n\n")
 
-    def __init__(self, app):
+    def __init__(self, app, extend: Callable[[dict], dict] | None = None):
         self.app = app
+        self.extend = extend
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("path") != "/docs.json" or scope.get("method") != "GET":
@@ -91,7 +93,9 @@ class DocsLink:
             spec = json.loads(body)
             info = spec["info"]
             info["description"] = self.NOTE + str(info.get("description") or "")
-        except (ValueError, KeyError, TypeError):
+            if self.extend is not None:
+                spec = self.extend(spec)
+        except (ValueError, KeyError, TypeError, AttributeError):
             return body
         return json.dumps(spec).encode()
 

@@ -92,6 +92,8 @@ class WebhookSpec(BaseModel):
 
     url: str = Field(pattern=r"^https?://")
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,50}$")
+    #: put at the end of the notification's ``text`` (your dashboard or runbook); default: the first trace link
+    link: str | None = Field(None, pattern=r"^https?://")
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: float = Field(5.0, gt=0, le=120)
     max_attempts: int = Field(8, ge=1, le=100)

@@ -25,6 +25,7 @@ from monitoring.store import AlertTransaction, StoredAlert, StoreUnavailable
 from monitoring.alerts import (SERIES, AlertState, DerivedRule, Obs, RuleContext, RuleSpec, Transition, evaluate_condition,
                      step)
 from monitoring.alerts.observers import LATENCY_HISTORY, observe_performance, observe_window
+from monitoring.runtime.evidence import alert_figures
 from monitoring.values import finite_or_none
 
 log = logging.getLogger("vigil.alerts")
@@ -276,6 +277,8 @@ class AlertEngine:
             "value": finite_or_none(obs.value), "reference": finite_or_none(obs.reference),
             "threshold": _threshold(rule, obs),
             "observations": obs.n, "trace_ids": traces,
+            # what ``value`` is, and the test's own figures and statistics (drift alerts)
+            **alert_figures(rule.series, inst or None, report, SERIES[rule.series].description),
         }
         if self.trace_url:
             ev["trace_links"] = [self.trace_url.format(trace_id=t) for t in traces]

@@ -215,8 +215,8 @@ class WindowHistory:
                 del self._rows[i]
 
     def histograms(self, window_id: int) -> dict[str, dict] | None:
-        """Per feature ``{"counts", "missing", "unseen", "n"}`` of a window's stored
-        sketch (None when the window keeps no sketch)."""
+        """Per feature ``{"counts", "missing", "unseen", "n"}`` (and ``moments`` of numeric
+        ones) of a window's stored sketch (None when the window keeps no sketch)."""
         with self._lock:
             if window_id in self._hist:
                 self._hist.move_to_end(window_id)
@@ -229,6 +229,8 @@ class WindowHistory:
                 for name, s in (sketch.get(kind) or {}).items():
                     out[name] = {"counts": s["counts"], "missing": s["missing"], "unseen": s.get("unseen"),
                                  "n": s.get("n", sum(s["counts"]))}
+                    if kind == "numeric":  # the moments and range: the view's window statistics
+                        out[name]["moments"] = {k: s.get(k) for k in ("mean", "m2", "min", "max")}
         with self._lock:
             self._hist[window_id] = out
             while len(self._hist) > HISTOGRAM_WINDOWS:

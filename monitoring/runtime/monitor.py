@@ -54,6 +54,7 @@ from monitoring.runtime.predlog import PredictionLogger
 from monitoring.runtime.queue import MonitorItem, MonitorQueue
 from monitoring.runtime.system import SystemSampler
 from monitoring.runtime import views
+from monitoring.runtime.readable import iso
 from monitoring.runtime.windows import ClosedWindow, WindowConfig, WindowManager, worker_id
 from monitoring.schema import ModelSchema
 from monitoring.stats.evaluate import DriftConfig, WindowEvaluator
@@ -274,7 +275,7 @@ class ModelMonitor:
 
     def alerts(self, limit: int) -> dict[str, Any]:
         """Rules, alert states, silences and the last ``limit`` transitions."""
-        return self.alert_engine.view(limit)
+        return views.alerts(self, limit)
 
     # -- operator actions ---------------------------------------------------------------------------
     def silence(self, rule: str, seconds: float, instance: str | None = None, reason: str | None = None,
@@ -283,7 +284,7 @@ class ModelMonitor:
             raise ActionInvalid(f"rule must be '*' or one of: {', '.join(self.alert_engine.rules)}")
         now = time.time()
         sid = self.store.alerts.add_silence(self.tag, rule, instance, now + seconds, reason, by, now)
-        return {"id": sid, "rule": rule, "instance": instance, "until": now + seconds}
+        return {"id": sid, "rule": rule, "instance": instance, "until": now + seconds, "until_iso": iso(now + seconds)}
 
     def unsilence(self, silence_id: int) -> dict[str, Any]:
         if not (0 <= silence_id < 2 ** 63 and self.store.alerts.end_silence(self.tag, silence_id, time.time())):

@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import threading
 import time
 from typing import Any, Callable, Mapping, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 from opentelemetry._logs import NoOpLogger, SeverityNumber
@@ -28,6 +30,8 @@ from opentelemetry.trace import NoOpTracer
 
 from monitoring import names as N
 from monitoring.alerts import WebhookSpec
+from monitoring.runtime.evidence import alert_text
+from monitoring.runtime.readable import with_iso
 from monitoring.store import StoreUnavailable
 
 log = logging.getLogger("vigil.alerts")
@@ -105,7 +109,12 @@ class OtelSink(_Local):
 class WebhookSink:
     """POST the notification as JSON with the configured headers and an
     ``Idempotency-Key``. 2xx is delivered; 408, 429, 5xx and connection errors are retried;
-    other 4xx are permanent (a receiver that refuses the payload will keep refusing it)."""
+    other 4xx are permanent (a receiver that refuses the payload will keep refusing it).
+
+    The body carries a one-line ``text`` for people (Slack's and Teams' incoming webhooks
+    refuse a body without it), ending with the spec's ``link`` or the first trace link, and
+    ISO-8601 twins of its times (``at_iso``); both are written at delivery, so notifications
+    queued before an upgrade get them too."""
 
     kind = "webhook"
 
@@ -122,8 +131,8 @@ class WebhookSink:
     def send(self, key: str, payload: Mapping[str, Any]) -> None:
         headers = {"content-type": "application/json", "idempotency-key": key, **self.spec.headers}
         try:
-            r = self._client.post(self.spec.url, content=json.dumps({"idempotency_key": key, **payload}, default=str),
-                                  headers=headers)
+            body = with_iso({"text": alert_text(payload, self.spec.link), "idempotency_key": key, **payload})
+            r = self._client.post(self.spec.url, content=json.dumps(body, default=str), headers=headers)
         except self._httpx.HTTPError as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}"[:300]) from None
         if 200 <= r.status_code < 300:
@@ -205,8 +214,18 @@ class Notifier:
             self._deliver(row)
         return len(rows)
 
+    def _sink(self, name: str) -> Sink | None:
+        """The sink ``name``; ``webhook:<n>`` (the name webhooks had before they were named by
+        host) is the n-th webhook, so rows queued before an upgrade are still delivered."""
+        sink = self.sinks.get(name)
+        m = re.fullmatch(r"webhook:(\d+)", name) if sink is None else None
+        if m is not None:
+            hooks = [s for n, s in self.sinks.items() if n.startswith("webhook:")]
+            sink = hooks[int(m.group(1))] if int(m.group(1)) < len(hooks) else None
+        return sink
+
     def _deliver(self, row) -> None:
-        sink = self.sinks.get(row.sink)
+        sink = self._sink(row.sink)
         kind = row.sink.split(":", 1)[0]
         try:
             if sink is None:
@@ -243,12 +262,31 @@ class Notifier:
             self.metrics[N.M_ALERT_NOTIFICATIONS].add(1, sink=kind, result="delivered")
 
 
+def webhook_name(spec: WebhookSpec, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """``webhook:<name>``, or without a name ``webhook:<host>`` (``webhook:hooks.slack.com``,
+    with ``:<port>`` when the URL gives one): the host only, never the path or query, which
+    carry the tokens of Slack and Teams URLs. A second webhook of the same name gets ``-2``."""
+    if spec.name:
+        base = f"webhook:{spec.name}"
+    else:
+        parts = urlsplit(spec.url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        base = f"webhook:{parts.hostname or 'unknown'}" + (f":{port}" if port else "")
+    name, k = base, 2
+    while name in taken:
+        name, k = f"{base}-{k}", k + 1
+    return name
+
+
 def build_sinks(webhooks: list[WebhookSpec], tracer=None, otel_logger=None) -> dict[str, Sink]:
     """Sink name -> sink: ``log``, ``otel`` (when a tracer or logger is given) and one
-    ``webhook:<name>`` per configured webhook (name defaults to its position)."""
+    webhook per configured webhook, named by :func:`webhook_name`, in configuration order."""
     out: dict[str, Sink] = {"log": LogSink()}
     if tracer is not None or otel_logger is not None:
         out["otel"] = OtelSink(tracer or NoOpTracer(), otel_logger or NoOpLogger("vigil"))
-    for i, spec in enumerate(webhooks):
-        out[f"webhook:{spec.name or i}"] = WebhookSink(spec)
+    for spec in webhooks:
+        out[webhook_name(spec, set(out))] = WebhookSink(spec)
     return out

@@ -31,10 +31,17 @@ class Scorer:
     config: PerformanceConfig
     class_names: tuple = ()
 
-    def score(self, window_id: int, data: dict, now: float, ended_at: float | None) -> PerformanceResult:
-        return PerformanceResult.from_dict(window_performance(
-            self.task, window_id, data, self.baseline, self.cbpe, self.config, self.n_classes, now, ended_at,
-            list(self.class_names) or None))
+    def score(self, window_id: int, data: dict, now: float, ended_at: float | None,
+              open_window: bool = False) -> PerformanceResult:
+        """``open_window``: the window is still taking rows, so however many of its rows are
+        labelled, its figures are not final (a 2-row open window with both labelled read
+        ``final: true`` and could judge the performance rules on two rows)."""
+        out = window_performance(self.task, window_id, data, self.baseline, self.cbpe, self.config, self.n_classes,
+                                 now, ended_at, list(self.class_names) or None)
+        if open_window:
+            out["final"] = False
+            out["open"] = True
+        return PerformanceResult.from_dict(out)
 
 
 @dataclass(frozen=True)
@@ -100,16 +107,20 @@ class PerformanceTracker:
             done = state.get(wid)
             if done is None or newest > done[0] or (not done[1] and now - done[0] > 60):
                 todo[wid] = None
-        closed = {r.window_id: r.ended_at for r in self.store.windows.recent(self.model, limit=50)}
-        for wid, ended in closed.items():
+        records = self.store.windows.recent(self.model, limit=50)
+        closed = {r.window_id: r.ended_at for r in records}
+        newest = max(closed, default=-1)  # windows after the newest evaluated one are still open
+        for r in records:
+            wid, ended = r.window_id, r.ended_at
             if wid not in state or wid in todo:
                 todo[wid] = ended
-            elif not state[wid][1] and now - state[wid][0] > 60:
-                todo[wid] = ended
+            elif not state[wid][1] and (now - state[wid][0] > 60 or state[wid][0] < (r.evaluated_at or 0)):
+                todo[wid] = ended  # not final: rescored a minute on, or at once if it was scored while open
         for wid in sorted(todo):
             data = self.store.outcomes.window_predictions(self.model, wid)
             if data["n"] == 0:
                 continue
-            res = self.scorer.score(wid, data, now, todo[wid] if todo[wid] is not None else closed.get(wid))
+            res = self.scorer.score(wid, data, now, todo[wid] if todo[wid] is not None else closed.get(wid),
+                                    open_window=wid > newest)
             self.store.outcomes.save_performance(self.model, wid, dict(res.stored), res.final, res.labelled, now)
             scored.append(res)

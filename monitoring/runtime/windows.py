@@ -31,6 +31,7 @@ import numpy as np
 
 from monitoring import names as N
 from monitoring.stats.evaluate import WindowEvaluator, WindowReport
+from monitoring.runtime.evidence import attach_statistics
 from monitoring.runtime.history import digest
 from monitoring.runtime.predlog import PredictionLogger
 from monitoring.runtime.queue import MonitorItem
@@ -322,6 +323,7 @@ class WindowManager:
             report = self.evaluator.evaluate(merged, wid, rejected={k: v for k, v in rejected.items() if v},
                                              started_at=started, ended_at=ended)
             d = report.to_dict()
+            attach_statistics(d, self.reference, merged, self.evaluator.schema)  # flagged features: moved how
             d["rows_expected"] = expected
             d["complete"] = rows >= expected
             d["serving"] = served.summary()

@@ -27,6 +27,11 @@ def summary(data: dict[str, Any]) -> list[str]:
              f"baseline  {'in-sample ' if data.get('in_sample_baseline') else ''}{baseline}",
              f"windows   close after {w.get('window_rows')} rows or {w.get('window_seconds')} s; "
              f"{w.get('rows_counted') or 0:,} rows counted; store {w.get('store')}"]
+    if isinstance(data.get("progress"), str):
+        lines.append(f"open      {data['progress']}")
+    first = w.get("first_signal")
+    if isinstance(first, dict) and isinstance(first.get("line"), str):
+        lines.append(f"signal    {first['line']}")
     last = w.get("last_closed")
     if isinstance(last, dict):
         drifted = last.get("drifted") or []

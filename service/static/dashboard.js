@@ -144,6 +144,7 @@
            base.length ? base : [["none", "muted"]]),
       card("Windows", [[fmt(S.windows.window_rows) + " rows or " + fmt(S.windows.window_seconds) + " s", "", true],
                        [n + " evaluated window(s) shown", ""],
+                       ...(S.progress ? [[S.progress, "muted"]] : []),
                        ["queue " + S.monitor_queue.depth + ", dropped rows " + S.monitor_queue.dropped_rows,
                         S.monitor_queue.dropped_rows ? "warn" : ""]]),
       card("Alerts", [[firing.length + " firing", firing.length ? "bad" : "ok", true],

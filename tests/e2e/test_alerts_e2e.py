@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -110,6 +111,13 @@ def test_default_rules_fire_once_with_traces_and_resolve(phoenix, tmp_path, demo
     bodies = {(b["alert"]["rule"], b["status"]): b["alert"] for b in rx.delivered()}
     drift = bodies[("feature_drift", "firing")]
     assert drift["value"] >= 1 and drift["window"]["id"] >= 3 and drift["threshold"]["bound"] == "score >= 1"
+    # what the value is, the test's own figures, and the feature's reference vs window statistics
+    assert drift["value_is"] == "score" and drift["score"] == drift["value"] and drift["p_holm"] <= 0.01
+    stats = drift["statistics"]
+    assert stats["window"]["mean"] - stats["reference"]["mean"] > 2 * stats["reference"]["sd"]
+    text = next(b["text"] for b in rx.delivered() if b["alert"] is not None and b["alert"]["rule"] == "feature_drift"
+                and b["status"] == "firing")
+    assert text.startswith(f"[FIRING] feature_drift on model {demo_tags['classifier']}: feature {SHIFTED} drifted")
     perf = bodies[("performance_drop", "firing")]
     assert perf["value"] < 0.5 and perf["reference"] > 0.9 and perf["threshold"]["bound"].startswith("band")
     for alert in (drift, perf):
@@ -143,7 +151,8 @@ def test_two_workers_one_delivery_per_transition_even_when_the_sender_dies(tmp_p
             traffic(c, demo_rows, rng, 9, shift=shift)
             assert wait_for(lambda: ("texture", SHIFTED, "firing") in notices(rx)), notices(rx)
             store = Store(f"sqlite:///{data / 'vigil.db'}")
-            (row,) = [r for r in store.alerts.outbox_rows(demo_tags["classifier"]) if r["key"].endswith("firing#webhook:0")]
+            sink = f"webhook:127.0.0.1:{urlsplit(rx.url).port}"     # named by host, never by the URL's path
+            (row,) = [r for r in store.alerts.outbox_rows(demo_tags["classifier"]) if r["key"].endswith(f"firing#{sink}")]
             sender = int(row["claimed_by"].split(":")[1])
             assert sender in worker_pids(server)
             os.kill(sender, signal.SIGKILL)                      # the worker that sent the firing dies
@@ -156,7 +165,7 @@ def test_two_workers_one_delivery_per_transition_even_when_the_sender_dies(tmp_p
             store.dispose()
     got = Counter(notices(rx))
     assert got == Counter({("texture", SHIFTED, "firing"): 1, ("texture", SHIFTED, "resolved"): 1}), got
-    resolved = next(r for r in rows if r["key"].endswith("resolved#webhook:0"))
+    resolved = next(r for r in rows if r["key"].endswith(f"resolved#{sink}"))
     assert int(resolved["claimed_by"].split(":")[1]) != sender
 
 
@@ -245,8 +254,11 @@ def test_error_rate_alert_fires_on_failing_requests_with_their_traces(tmp_path, 
                 assert c.post("/predict", json={"instances": demo_rows[:3]}).status_code == 200
                 time.sleep(0.05)
     assert Counter(notices(rx))[("error_rate", None, "resolved")] == 1
-    alert = next(b["alert"] for b in rx.delivered() if b["status"] == "firing")
+    body = next(b for b in rx.delivered() if b["status"] == "firing")
+    alert = body["alert"]
     assert alert["value"] == 1.0 and alert["reference"] == 0.01
+    assert body["text"].startswith(f"[FIRING] error_rate on model {test_tags['exploding']}: serving.error_rate ")
+    assert "1 (reference 0.01)" in body["text"] and alert["at_iso"].endswith("Z")
     assert alert["trace_ids"] and set(alert["trace_ids"]) <= set(failed)
     assert "failures" in alert["threshold"]["bound"]
     assert not [n for n in notices(rx) if n[0] in ("feature_drift", "performance_drop")]

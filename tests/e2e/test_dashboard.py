@@ -157,7 +157,9 @@ def test_the_page_its_assets_and_views_come_from_the_service_itself(served, simu
         assert sorted(assets) == ["static/charts.js", "static/dashboard.css", "static/dashboard.js", "static/plot.js"]
         sizes = {s: len(c.get(f"/dashboard/{s}").raise_for_status().content) for s in assets}
         assert sum(sizes.values()) < 100_000, sizes             # the page's own small files, no charting bundle
-        assert "./dashboard/" in c.get("/docs.json").json()["info"]["description"]     # linked from /
+        spec = c.get("/docs.json").json()
+        assert "./dashboard/" in spec["info"]["description"]                          # linked from /
+        assert {"/monitoring/drift", "/monitoring/windows", "/admin/rebaseline"} <= set(spec["paths"])  # described
 
         w = c.get("/monitoring/windows", params={"limit": 5}).json()
         assert len(w["windows"]["id"]) == 5 and len(w["drift"]["score"]) == len(w["features"])

@@ -29,7 +29,8 @@ def m(tmp_path_factory):
         return synth.window(schema, prof, synth.frame(rng, ROWS, shift=1.0 if wid >= DRIFT_FROM else 0.0))
 
     fill(store, tag, evaluator, window, WINDOWS, seed=1)
-    settings = SimpleNamespace(window_rows=ROWS, window_seconds=60.0, drift_alpha=0.01, drift_effect_floor=0.1)
+    settings = SimpleNamespace(window_rows=ROWS, window_seconds=60.0, drift_alpha=0.01, drift_effect_floor=0.1,
+                               window_min_rows=30)
     yield SimpleNamespace(store=store, tag=tag, schema=schema, settings=settings, evaluator=evaluator,
                           model=SimpleNamespace(profile=prof), history=WindowHistory(store, tag, schema.names))
     store.dispose()
@@ -70,6 +71,12 @@ def test_a_numeric_feature_drills_down_to_its_histograms_on_the_reference_bins(m
     assert all(len(h["counts"]) == len(ref.counts) and sum(h["counts"]) + h["missing"] == ROWS for h in f["histograms"])
     assert f["windows"]["flagged"][1:] == [True] * 5 and all(p < 0.01 for p in f["windows"]["p_holm"][1:])
     assert all(r is not None for r in f["windows"]["out_of_range_rate"])
+    # reference vs window statistics: the shifted windows moved by one sd
+    rs = f["reference"]["statistics"]
+    assert rs["mean"] == pytest.approx(ref.mean) and rs["p5"] < rs["p50"] < rs["p95"]
+    for h in f["histograms"]:
+        assert h["statistics"]["mean"] - rs["mean"] == pytest.approx(1.0, abs=0.25)
+        assert h["statistics"]["p50"] - rs["p50"] == pytest.approx(1.0, abs=0.3)
 
 
 def test_a_categorical_feature_shows_its_categories_and_the_unseen_bucket(m):
@@ -77,6 +84,9 @@ def test_a_categorical_feature_shows_its_categories_and_the_unseen_bucket(m):
     assert f["kind"] == "categorical" and f["reference"]["categories"] == list("abcde")
     assert len(f["histograms"]) == WINDOWS          # at most MAX_FEATURE_HISTOGRAMS, here every window
     assert all(u is not None for u in f["windows"]["unseen_rate"])
+    top = f["reference"]["statistics"]["top"]
+    assert list(top)[0] == "a" and top["a"] == pytest.approx(0.4, abs=0.06)   # FREQS[0]
+    assert all(list(h["statistics"]["top"])[0] == "a" for h in f["histograms"])
 
 
 def test_the_history_reads_every_report_once_then_only_the_newest(tmp_path):
@@ -147,3 +157,23 @@ def test_a_digest_made_over_other_feature_names_is_not_trusted(tmp_path):
     (record,) = store.windows.recent("m:1", 1)
     assert digest(record, names) == d.digest and condense(record, names).window_id == 0
     store.dispose()
+
+
+def test_the_views_lead_with_a_summary_and_read_times_and_latency_plainly(m):
+    """Item 6 of the first-hour issue: ISO times beside epoch ones, latency buckets by their
+    bound, one line naming the drifted features of the newest window."""
+    drift = views.drift(m, 3)
+    assert drift["summary"].startswith(f"drifted in the last window ({WINDOWS - 1}): " + ", ".join(
+        drift["windows"][0]["drifted"])) and set(drift["windows"][0]["drifted"]) >= set(synth.SHIFTED_NUMERIC)
+    assert drift["progress"].startswith(f"window 0: 0/{ROWS} rows")  # the filled store counted no served rows
+    assert drift["first_signal"].startswith("drift is judged when window 0 closes; windows with fewer than 30 rows")
+    w = drift["windows"][0]
+    assert w["ended_at_iso"].endswith("Z") and w["evaluated_at_iso"].endswith("Z") and isinstance(w["ended_at"], float)
+    keys = list(w["serving"]["latency"])
+    assert keys and all(k.startswith(("<= ", "> ")) and k.endswith((" ms", " s", " min", " h")) for k in keys)
+    assert sum(w["serving"]["latency"].values()) == w["serving"]["requests"]
+    flagged = [f for f in w["features"] if f["flagged"]]
+    assert flagged and all("statistic" in f and "p_value" in f and "score" in f for f in flagged)
+    cols = views.windows(m, 5)
+    assert cols["summary"] == drift["summary"] and len(cols["windows"]["ended_at_iso"]) == 5
+    assert views.drift(m, 3, since=T0 + 10_000)["summary"] == drift["summary"]  # the newest, whatever since drops

@@ -84,4 +84,60 @@ def test_operator_actions_refuse_what_the_model_lacks(monitor):
     with pytest.raises(ActionNotFound, match="no firing alert"):
         monitor.acknowledge(rule)
     s = monitor.silence("*", 60, reason="deploy", by="ops")
+    assert s["until_iso"].endswith("Z") and s["until_iso"][:19] == time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                                                  time.gmtime(int(s["until"])))
     assert monitor.unsilence(s["id"]) == {"id": s["id"], "ended": True}
+
+
+def test_an_open_window_with_every_row_labelled_is_not_final_until_it_closes(monitor, info):
+    """Two rows of a 200-row window, both labelled: coverage 100 %, yet the window still takes
+    rows, so its performance is not final (it read ``final: true``); once the window closes
+    with its rows labelled, it is."""
+    from monitoring.intake.outcomes import parse_outcomes
+
+    rng = np.random.default_rng(3)
+
+    def serve_and_label(n):
+        (item,) = items(info.schema, synth.frame(rng, n), per_item=n)
+        rid = monitor.request_ids.issue(n)
+        item = MonitorItem(rid, item.received_at, item.batch, item.labels, None, None)
+        monitor.consume([item])
+        monitor.windows.flush()
+        now = time.time()
+        outcomes = parse_outcomes([{"request_id": rid, "index": i, "outcome": 0.0} for i in range(n)], info.schema,
+                                  10_000, now, request_ids=monitor.request_ids)
+        monitor.store.outcomes.ingest(monitor.tag, outcomes, now)
+
+    serve_and_label(2)
+    (early,) = monitor.tracker.tick(force=True)
+    assert (early.window_id, early.labelled, early.coverage) == (0, 2, 1.0)
+    assert early.final is False and early.stored["open"] is True
+    assert monitor.performance(limit=5)["windows"][0]["final"] is False
+
+    serve_and_label(198)  # the window fills and is evaluated
+    monitor.tick()  # evaluates the window, then scores it
+    done = monitor.performance(limit=5)["windows"][0]
+    assert (done["window_id"], done["labelled"], done["final"]) == (0, 200, True) and "open" not in done
+
+
+def test_status_says_how_far_the_open_window_is_and_what_the_drift_alert_needs(monitor, info):
+    rng = np.random.default_rng(4)
+    monitor.consume(items(info.schema, synth.frame(rng, 50)))
+    monitor.windows.flush()
+    s = monitor.status()
+    assert s["summary"] == "no window evaluated yet" and s["progress"].startswith("window 0: 50/200 rows, closes at ")
+    open_window = s["windows"]["open_window"]
+    assert open_window["closes_by"] == "time" and open_window["closes_at"] == open_window["started_at"] + 3600
+    assert open_window["closes_at_iso"].endswith("Z") and open_window["line"] == s["progress"]
+    need = monitor.alert_engine.rules["feature_drift"].rule.for_windows
+    signal = s["windows"]["first_signal"]
+    assert signal["drift_alert_windows"] == need and signal["alert_possible_from_window"] == need - 1
+    assert f"needs {need} drifted window" in signal["line"]
+    drift = monitor.drift(limit=5)  # no window yet: the view says why, and when that changes
+    assert drift["windows"] == [] and drift["summary"] == "no window evaluated yet"
+    assert drift["progress"].startswith("window 0: 50/200 rows") and drift["first_signal"] == signal["line"]
+    monitor.consume(items(info.schema, synth.frame(rng, 150, shift=1.0)))
+    monitor.tick()
+    s = monitor.status()
+    assert s["summary"].startswith("drifted in the last window (0): ") and s["progress"].startswith("window 1: 0/200")
+    assert s["windows"]["last_closed"]["ended_at_iso"].endswith("Z")

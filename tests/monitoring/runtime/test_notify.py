@@ -246,3 +246,43 @@ def test_otel_sink_emits_a_log_record_and_a_span_event_with_the_trace_ids():
     assert lr.attributes["vigil.alert.rule"] == "drift" and lr.attributes["vigil.alert.window_id"] == 7
     assert json.loads(lr.body)["value"] == 3.5
     assert lr.severity_text == "warning"
+
+
+def test_a_webhook_body_carries_one_line_of_text_for_slack_and_teams(store):
+    """Slack's and Teams' incoming webhooks refuse a body without ``text``."""
+    clock = Clock(1_800_000_000.0)
+    fire(store, clock, sinks=("webhook:x",))
+    with Receiver() as rx:
+        spec = WebhookSpec(url=rx.url, link="https://dash.example.com/dashboard/")
+        Notifier(store, "m:1", {"webhook:x": WebhookSink(spec)}, "w", clock=clock).run_once()
+        bodies = {(b["alert"]["rule"], b["alert"]["instance"]): b for b in rx.delivered()}
+    drift = bodies[("drift", "a")]["text"]
+    assert drift.startswith("[FIRING] drift on model m:1: feature a drifted (score 5") and "\n" not in drift
+    assert "also drifted: b" in drift and "- window 0 (100 rows)" in drift
+    assert drift.endswith(" - https://dash.example.com/dashboard/")
+    assert bodies[("drift", "a")]["alert"]["at_iso"] == "2027-01-15T08:01:40.000Z"  # 1.8e9 + 100 s
+    share = bodies[("share", None)]["text"]
+    assert share.startswith("[FIRING] share on model m:1: drift.share share of features flagged 1")
+    assert "bound" not in share or "above" in share
+
+
+def test_webhooks_are_named_by_host_never_by_the_path_or_token_in_their_url():
+    from monitoring.runtime.notifier import build_sinks
+
+    specs = [WebhookSpec(url="https://hooks.slack.com/services/T000/B000/XXSECRETXX"),
+             WebhookSpec(url="https://hooks.slack.com/services/T111/B111/OTHER"),
+             WebhookSpec(url="http://127.0.0.1:9000/hook?token=abc"),
+             WebhookSpec(url="https://example.org/x", name="ops")]
+    names = list(build_sinks(specs))
+    assert names == ["log", "webhook:hooks.slack.com", "webhook:hooks.slack.com-2", "webhook:127.0.0.1:9000",
+                     "webhook:ops"]
+    assert not [n for n in names if any(s in n for s in ("services", "SECRET", "token", "hook?", "/"))]
+
+
+def test_a_row_queued_for_a_webhook_by_position_before_the_upgrade_is_still_delivered(store):
+    clock = Clock()
+    fire(store, clock, sinks=("webhook:0",))            # what a worker of the previous version queued
+    with Receiver() as rx:
+        n = Notifier(store, "m:1", {"log": LogSink(), "webhook:127.0.0.1": webhook_sink(rx.url)}, "w", clock=clock)
+        n.run_once()
+        assert len(rx.delivered()) == 3 and n.failed == 0

@@ -123,13 +123,18 @@ def test_status_summarises_and_json_passes_through(server):
                                                        "rows_counted": 1234, "store": "ok",
                                                        "last_closed": {"window_id": 5, "rows": 200,
                                                                        "drifted": ["alcohol"],
-                                                                       "evaluated_at": UNTIL}},
+                                                                       "evaluated_at": UNTIL},
+                                                       "first_signal": {"line": "the default feature_drift "
+                                                                        "alert can fire when window 2 closes"}},
+            "progress": "window 6: 12/200 rows, closes at 2027-01-15T08:01:00Z",
             "alerts": {"firing": ["feature_drift[alcohol]"]}}
     server.answer("GET", "/monitoring/status", body)
     text = vigil("status", "--url", server.url).stdout
     assert "fraud:abc (classification, 4 features)" in text
     assert "window 5: 200 rows, evaluated 2027-01-15T08:00:00Z; drifted: alcohol" in text
     assert "firing: feature_drift[alcohol]" in text
+    assert "open      window 6: 12/200 rows, closes at 2027-01-15T08:01:00Z" in text   # the open window's progress
+    assert "signal    the default feature_drift alert can fire when window 2 closes" in text
     assert json.loads(vigil("status", "--url", server.url, "--json").stdout) == body
 
 
