@@ -97,6 +97,39 @@ def test_a_row_held_by_a_dead_worker_is_delivered_after_its_lease(any_store):
     assert sorted(sink.got) == sorted(r.key for r in held)
 
 
+def test_a_row_leased_between_another_workers_read_and_its_update_is_not_taken_twice(any_store):
+    """The race the lease exists for, made deterministic: worker A has read the due rows;
+    before A's UPDATE runs, worker B leases them. A's UPDATE must re-check the lease and take
+    nothing (otherwise both deliver every notification)."""
+    from sqlalchemy import event
+
+    store = any_store
+    clock = Clock()
+    fire(store, clock)
+    b = Store(store.url)
+    engine = store._db.engine  # the store exposes no SQL; the test steps in before A's UPDATE
+    taken_by_b: list = []
+
+    def b_claims_first(*_):
+        if not taken_by_b:
+            taken_by_b.extend(b.alerts.claim_outbox("m:1", "B", clock.t, lease=30.0))
+
+    # on SQLite A reads through a separate reader engine, so B may run as A's writer
+    # connection is checked out (before A's BEGIN IMMEDIATE takes the write lock); on Postgres A reads and writes on one engine, so B runs just
+    # before A's UPDATE is sent (row locks come with the UPDATE itself)
+    sqlite = store.dialect == "sqlite"
+    hook = ("engine_connect", b_claims_first) if sqlite else ("before_cursor_execute", lambda c, cur, stmt, *a: (
+        b_claims_first() if stmt.lstrip().upper().startswith("UPDATE") else None))
+    event.listen(engine, hook[0], hook[1])
+    try:
+        taken_by_a = store.alerts.claim_outbox("m:1", "A", clock.t, lease=30.0)
+    finally:
+        event.remove(engine, hook[0], hook[1])
+        b.dispose()
+    assert len(taken_by_b) == 3, "B did not step in between A's read and A's update"
+    assert taken_by_a == []
+
+
 def test_local_sink_failures_are_retried_then_given_up_and_counted(store, tmp_path):
     clock = Clock()
     fire(store, clock)
