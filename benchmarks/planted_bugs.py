@@ -116,6 +116,10 @@ BUGS = (
           "r = rng.multinomial(n_ref, ref_props, size=self.draws).astype(np.float64)",
           "r = np.tile(ref_props * n_ref, (self.draws, 1))"),),
         DRIFT_TESTS),
+    Bug("span-drop-uncounted", "spans dropped at a full export queue without being counted",
+        (("service/telemetry.py", """                drops.add("spans", 1)
+                full_log.note()""", """                full_log.note()"""),),
+        ("tests/e2e/test_telemetry_faults.py",)),
     Bug("chunked-not-counted", "a chunked body not counted against the size limit",
         (("service/middleware.py", "        size += len(body)\n", ""),),
         ("tests/e2e/test_security.py", "-k", "chunked")),

@@ -54,12 +54,19 @@ _installed: "Telemetry | None" = None
 
 
 class DropCounter:
-    """Thread-safe counts of dropped telemetry, per signal; mirrored to metrics once bound."""
+    """Thread-safe counts of dropped telemetry, per signal; mirrored to metrics once bound.
+    ``spans_ended`` counts the spans offered for export (sampled, past the ASGI filter): with
+    a backend that takes nothing, every one of them must end up counted as dropped."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counts = {"spans": 0, "metrics": 0, "logs": 0}
+        self.spans_ended = 0
         self._metrics = None
+
+    def ended(self) -> None:
+        with self._lock:
+            self.spans_ended += 1
 
     def bind(self, metrics) -> None:
         with self._lock:
@@ -128,6 +135,7 @@ def _counting_processor(processor, drops: DropCounter, keep_asgi_events: bool = 
                 return
             if not keep_asgi_events and span.attributes and "asgi.event.type" in span.attributes:
                 return
+            drops.ended()
             if queue is not None and cap is not None and len(queue) >= cap:
                 # Dropped here, counted, not handed on: the SDK would log a warning for every
                 # span it drops (thousands of lines a second while a backend is down, and
