@@ -56,10 +56,15 @@ def test_predict_returns_predictions_probabilities_and_traceparent(demo_server, 
 
 
 def test_instance_ids_are_accepted_and_not_passed_to_the_model(demo_server, demo_rows):
-    rows = [{**row, "transaction_id": f"t-{i}"} for i, row in enumerate(demo_rows[:2])]
+    """The id field is taken off each row before the model sees it: the predictions are
+    those of the same rows without it (a model handed the extra column would fail or differ)."""
+    rows = [{**row, "transaction_id": f"t-{i}"} for i, row in enumerate(demo_rows[:4])]
     with demo_server.client() as c:
         r = c.post("/predict", json={"instances": rows})
+        plain = c.post("/predict", json={"instances": demo_rows[:4]})
     assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == plain.json()["predictions"]
+    assert r.json()["probabilities"] == plain.json()["probabilities"]
 
 
 @pytest.mark.parametrize("mutate, status, kind, needle", [

@@ -223,6 +223,28 @@ def test_webhook_500_is_retried_until_it_succeeds_4xx_is_not(store):
     store2.dispose()
 
 
+def test_webhook_answers_that_ask_to_come_back_later_are_retried_others_are_permanent():
+    """408 (timeout) and 429 (rate limited) are the receiver asking for a later retry, like
+    any 5xx; every other 4xx would be refused again."""
+    from monitoring.runtime.notifier import DeliveryError
+
+    retryable = {408: True, 429: True, 500: True, 502: True, 503: True,
+                 400: False, 401: False, 403: False, 404: False, 409: False, 413: False, 422: False}
+    with Receiver() as rx:
+        sink = webhook_sink(rx.url)
+        got = {}
+        for status in retryable:
+            rx.status = status
+            with pytest.raises(DeliveryError) as e:
+                sink.send("key", {"status": "firing"})
+            got[status] = e.value.retryable
+        rx.status = 200
+        sink.send("key", {"status": "firing"})  # delivered: no error
+        sink.close()
+    assert got == retryable
+    assert len(rx.received) == len(retryable) + 1
+
+
 def test_a_slow_webhook_never_holds_up_the_monitor(store):
     """The receiver takes 10 s; the engine keeps evaluating windows meanwhile and the
     delivery attempt ends at the sink's timeout."""
