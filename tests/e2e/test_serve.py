@@ -225,10 +225,14 @@ def test_a_model_that_waits_blocks_the_loop_once_then_runs_in_the_thread_pool(tm
         assert st["blocked_loop"] == 1
         with ThreadPoolExecutor(1) as ex:
             pending = ex.submit(lambda: httpx.post(server.url + "/predict", json=slow, timeout=30))
-            time.sleep(0.4)  # the slow call is in flight, in the pool
-            t0 = time.perf_counter()
-            assert c.get("/livez").status_code == 200
-            answered_in = time.perf_counter() - t0
+            # probe the loop for 1 s while the slow call (1.5 s) is in flight in the pool: no fixed
+            # sleep guessing when it started, and still in flight after the last probe
+            answered_in, probe_until = 0.0, time.monotonic() + 1.0
+            while time.monotonic() < probe_until:
+                t0 = time.perf_counter()
+                assert c.get("/livez").status_code == 200
+                answered_in = max(answered_in, time.perf_counter() - t0)
+            assert not pending.done(), "the slow call ended before the probes did"
             assert c.post("/predict", json={"instances": demo_rows[:1]}).status_code == 200
             assert pending.result().status_code == 200
         assert answered_in < 0.7, f"the loop was blocked for {answered_in:.2f} s"
