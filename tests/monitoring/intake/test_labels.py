@@ -66,3 +66,53 @@ def test_joining_gives_the_prediction_to_the_earliest_outcome():
     plan = plan_join(waiting, Lookup(hits={w.okey: pred.key for w in waiting}, predictions={pred.key: pred}))
     assert [k for k, _ in plan.matched] == ["c:c:0"]
     assert plan.redundant == ("r:r:0",) and plan.conflicting == ("i:t",)
+
+
+def test_one_batch_through_every_rule_gives_exactly_this_plan():
+    """Golden test of plan_ingest (mutation testing found its messages and branches only
+    loosely checked): one item per rule, with the reason each unknown or conflicting item
+    is reported under."""
+    rid1, rid2 = IDS.issue(2), IDS.issue(3)  # rid2's prediction is not logged yet
+    items = _items(
+        {"request_id": rid1, "index": 0, "outcome": "spam"},     # 0 labels p1
+        {"request_id": rid1, "index": 0, "outcome": "spam"},     # 1 re-sent in the batch: duplicate
+        {"request_id": rid1, "index": 0, "outcome": "ham"},      # 2 contradicts item 0
+        {"instance_id": "t-1", "outcome": "ham"},                # 3 another key for p1, other label
+        {"client_request_id": "c", "index": 0, "outcome": "spam"},  # 4 another key for p1, same label
+        {"request_id": rid1, "index": 1, "outcome": "ham"},      # 5 p2 already labelled (final) under i-key
+        {"request_id": rid1, "index": 5, "outcome": "spam"},     # 6 beyond the 2 logged rows
+        {"request_id": "f" * 32, "index": 0, "outcome": "spam"},  # 7 never issued
+        {"instance_id": "nobody", "outcome": "ham"},             # 8 no prediction carries it
+        {"request_id": rid2, "index": 1, "outcome": "spam"},     # 9 issued, not logged yet: pending
+        {"request_id": rid2, "index": 7, "outcome": "spam"},     # 10 beyond the 3 issued rows
+        {"client_request_id": "w", "index": 0, "outcome": "spam"},   # 11 waiting under its key, other label
+        {"client_request_id": "w2", "index": 0, "outcome": "spam"},  # 12 waiting under its key, same label
+    )
+    p1, p2 = Prediction(rid1, 0, 5, 10, 100.0), Prediction(rid1, 1, 5, 11, 100.0)
+    waiting = {items[11].okey: StoredOutcome(items[11].okey, 0, None, 50.0, False, False),
+               items[12].okey: StoredOutcome(items[12].okey, 1, None, 50.0, False, False)}
+    plan = plan_ingest(items, Lookup(
+        hits={items[0].okey: p1.key, items[3].okey: p1.key, items[4].okey: p1.key, items[5].okey: p2.key},
+        sizes={items[6].okey: 2}, predictions={p1.key: p1, p2.key: p2},
+        labels={p2.key: StoredOutcome("i:t-9", 1, None, 150.0, True, False, p2.key)}, stored=waiting))
+    assert [(items.index(it), p) for it, p in plan.insert] == [(0, p1), (9, None)]
+    assert plan.pending == 1 and plan.replace == () and plan.duplicate == 3
+    assert plan.unknown == (
+        (6, f"index 5 is beyond the 2 row(s) of the request with request_id {rid1!r}"),
+        (7, f"request_id {'f' * 32!r} was never issued by this service (a typo?); send allow_early to keep it anyway"),
+        (8, "no prediction carries instance_id 'nobody' yet; send allow_early to keep it until one does"),
+        (10, f"index 7 is beyond the 3 row(s) of the request with request_id {rid2!r}"))
+    assert plan.conflicts == (
+        (2, "contradicts item 0 of this batch"),
+        (3, "labels the same prediction as item 0 differently"),
+        (5, "contradicts the outcome already stored for this prediction (under i-key)"),
+        (11, "contradicts the outcome already stored under this key (waiting for its prediction)"))
+
+
+def test_labels_are_compared_by_class_code_or_else_by_value():
+    from monitoring.intake.labels import same_label
+
+    assert same_label(1, None, 1, None) and not same_label(1, None, 0, None)
+    assert not same_label(1, None, None, 1.0) and not same_label(None, 1.0, 1, None)  # a class is not a value
+    assert same_label(None, 2.5, None, 2.5) and not same_label(None, 2.5, None, 2.6)
+    assert same_label(0, 9.0, 0, 1.0)  # classification: the value plays no part
