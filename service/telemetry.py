@@ -35,14 +35,8 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import (
-    ALWAYS_OFF,
-    Decision,
-    ParentBased,
-    Sampler,
-    SamplingResult,
-    _get_from_env_or_default,
-)
+from opentelemetry.sdk.trace.sampling import (ALWAYS_OFF, Decision, ParentBased, Sampler, SamplingResult,
+                                               _get_from_env_or_default)
 from opentelemetry.trace import SpanKind
 
 from monitoring import names as N
@@ -54,14 +48,12 @@ _installed: "Telemetry | None" = None
 
 
 class DropCounter:
-    """Thread-safe counts of dropped telemetry, per signal; mirrored to metrics once bound.
-    ``spans_ended`` counts the spans offered for export (sampled, past the ASGI filter): with
-    a backend that takes nothing, every one of them must end up counted as dropped."""
+    """Thread-safe counts of dropped telemetry, per signal; mirrored to metrics once bound."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counts = {"spans": 0, "metrics": 0, "logs": 0}
-        self.spans_ended = 0
+        self.spans_ended = 0  # offered for export (sampled, past the ASGI filter): >= spans dropped
         self._metrics = None
 
     def ended(self) -> None:
