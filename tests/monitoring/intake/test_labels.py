@@ -116,3 +116,57 @@ def test_labels_are_compared_by_class_code_or_else_by_value():
     assert not same_label(1, None, None, 1.0) and not same_label(None, 1.0, 1, None)  # a class is not a value
     assert same_label(None, 2.5, None, 2.5) and not same_label(None, 2.5, None, 2.6)
     assert same_label(0, 9.0, 0, 1.0)  # classification: the value plays no part
+
+
+REG = ModelSchema((FeatureSpec("x", "numeric", "float"),), task="regression")
+
+
+def test_regression_labels_are_judged_by_value_on_every_path():
+    """The same rules for a regressor, where labels are values (no class code): equal values
+    are duplicates, different ones conflicts, in the batch, against a claim, a stored label
+    and a waiting outcome; plus the boundaries (an outcome received at the very moment of its
+    prediction is final; index == issued rows is beyond them; a logged caller-keyed request's
+    size) and a stored conflict under the very key posted (no "under x-key" suffix)."""
+    rid = IDS.issue(2)
+    items = parse_outcomes([
+        {"request_id": rid, "index": 0, "outcome": 1.5},           # 0 labels p1
+        {"request_id": rid, "index": 0, "outcome": 1.5},           # 1 duplicate in the batch
+        {"request_id": rid, "index": 0, "outcome": 2.5},           # 2 contradicts item 0
+        {"instance_id": "t-1", "outcome": 1.5},                    # 3 same value for claimed p1: duplicate
+        {"instance_id": "t-2", "outcome": 9.5},                    # 4 other value for claimed p1: conflict
+        {"client_request_id": "s", "index": 0, "outcome": 4.0},    # 5 p2's stored label, same value
+        {"client_request_id": "s", "index": 1, "outcome": 4.0},    # 6 p3's label at predicted_at, other value
+        {"client_request_id": "w", "index": 0, "outcome": 7.0},    # 7 waiting under its key, same value
+        {"client_request_id": "w", "index": 1, "outcome": 7.0},    # 8 waiting under its key, other value
+        {"request_id": rid, "index": 2, "outcome": 1.0},           # 9 index == issued rows: beyond them
+        {"client_request_id": "k", "index": 3, "outcome": 1.0},    # 10 logged request of 3 rows: beyond
+    ], REG, 100, 1e9, request_ids=IDS)
+    p1, p2, p3 = (Prediction(rid, 0, 0, 0, 100.0), Prediction("q", 0, 0, 1, 100.0), Prediction("q", 1, 0, 2, 100.0))
+    stored = {items[5].okey: StoredOutcome(items[5].okey, None, 4.0, 150.0, True, False, p2.key),
+              items[6].okey: StoredOutcome(items[6].okey, None, 5.0, 100.0, True, False, p3.key),
+              items[7].okey: StoredOutcome(items[7].okey, None, 7.0, 50.0, False, False),
+              items[8].okey: StoredOutcome(items[8].okey, None, 8.0, 50.0, False, False)}
+    plan = plan_ingest(items, Lookup(
+        hits={items[0].okey: p1.key, items[3].okey: p1.key, items[4].okey: p1.key},
+        sizes={items[10].okey: 3}, predictions={p1.key: p1, p2.key: p2, p3.key: p3},
+        labels={p2.key: stored[items[5].okey], p3.key: stored[items[6].okey]}, stored=stored))
+    assert [(items.index(it), p) for it, p in plan.insert] == [(0, p1)]
+    assert plan.duplicate == 4 and plan.replace == ()
+    assert plan.conflicts == (
+        (2, "contradicts item 0 of this batch"),
+        (4, "labels the same prediction as item 0 differently"),
+        (6, "contradicts the outcome already stored for this prediction"),
+        (8, "contradicts the outcome already stored under this key (waiting for its prediction)"))
+    assert plan.unknown == (
+        (9, f"index 2 is beyond the 2 row(s) of the request with request_id {rid!r}"),
+        (10, "index 3 is beyond the 3 row(s) of the request with client_request_id 'k'"))
+
+
+def test_joining_by_value_skips_outcomes_whose_prediction_is_not_logged():
+    p = Prediction("r", 0, 0, 0, 100.0)
+    waiting = [StoredOutcome("i:none", None, 1.0, 10.0, False, False),   # no prediction yet: skipped
+               StoredOutcome("i:a", None, 2.0, 20.0, False, False),
+               StoredOutcome("i:b", None, 2.0, 30.0, False, False),
+               StoredOutcome("i:c", None, 3.0, 40.0, False, False)]
+    plan = plan_join(waiting, Lookup(hits={"i:a": p.key, "i:b": p.key, "i:c": p.key}, predictions={p.key: p}))
+    assert plan.matched == (("i:a", p),) and plan.redundant == ("i:b",) and plan.conflicting == ("i:c",)
