@@ -44,7 +44,8 @@ def test_bentofile_builds_a_working_bento(tmp_path, demo_tags, demo_rows):
         if proc.poll() is None or attempt == 2 or "Could not bind" not in log_path.read_text():
             break
     try:
-        assert proc.poll() is None and time.monotonic() < deadline, f"bento did not start:\n{log_path.read_text()[-3000:]}"
+        started = proc.poll() is None and time.monotonic() < deadline
+        assert started, f"bento did not start:\n{log_path.read_text()[-3000:]}"
         r = httpx.post(f"http://127.0.0.1:{port}/predict", json={"instances": demo_rows[:2]}, timeout=30)
         assert r.status_code == 200 and len(r.json()["predictions"]) == 2
     finally:

@@ -85,6 +85,7 @@ def stored_outcomes(url: str, request_ids: list[str]) -> set[str]:
     engine = create_engine(url)  # the test's own connection, straight to the server
     try:
         with engine.connect() as c:
-            return {r[0] for r in c.execute(select(outcomes.c.request_id).where(outcomes.c.request_id.in_(request_ids)))}
+            query = select(outcomes.c.request_id).where(outcomes.c.request_id.in_(request_ids))
+            return {r[0] for r in c.execute(query)}
     finally:
         engine.dispose()

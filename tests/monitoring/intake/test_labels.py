@@ -87,6 +87,7 @@ def test_one_batch_through_every_rule_gives_exactly_this_plan():
         {"request_id": rid2, "index": 7, "outcome": "spam"},     # 10 beyond the 3 issued rows
         {"client_request_id": "w", "index": 0, "outcome": "spam"},   # 11 waiting under its key, other label
         {"client_request_id": "w2", "index": 0, "outcome": "spam"},  # 12 waiting under its key, same label
+        {"client_request_id": "w2", "index": 0, "outcome": "spam"},  # 13 item 12 re-sent: the 4th duplicate
     )
     p1, p2 = Prediction(rid1, 0, 5, 10, 100.0), Prediction(rid1, 1, 5, 11, 100.0)
     waiting = {items[11].okey: StoredOutcome(items[11].okey, 0, None, 50.0, False, False),
@@ -96,7 +97,7 @@ def test_one_batch_through_every_rule_gives_exactly_this_plan():
         sizes={items[6].okey: 2}, predictions={p1.key: p1, p2.key: p2},
         labels={p2.key: StoredOutcome("i:t-9", 1, None, 150.0, True, False, p2.key)}, stored=waiting))
     assert [(items.index(it), p) for it, p in plan.insert] == [(0, p1), (9, None)]
-    assert plan.pending == 1 and plan.replace == () and plan.duplicate == 3
+    assert plan.pending == 1 and plan.replace == () and plan.duplicate == 4
     assert plan.unknown == (
         (6, f"index 5 is beyond the 2 row(s) of the request with request_id {rid1!r}"),
         (7, f"request_id {'f' * 32!r} was never issued by this service (a typo?); send allow_early to keep it anyway"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from typing import ClassVar
 
 import pytest
 from sqlalchemy import create_engine, event, select
@@ -51,7 +52,7 @@ class AckWatch(committer_module.Future):
     ids another connection sees committed. The future is created on the waiter's thread,
     whose name is the waiter's request id."""
 
-    acks: list[tuple[str, bool, set[str]]] = []
+    acks: ClassVar[list[tuple[str, bool, set[str]]]] = []
     url = model = ""
 
     def __init__(self):
