@@ -21,7 +21,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: serve test setup phoenix prometheus chromium bench lint clean
+.PHONY: serve test setup phoenix prometheus chromium bench planted-bugs mutate lint clean
 
 setup: $(STAMP)
 
@@ -62,6 +62,19 @@ test: $(STAMP) $(PHOENIX_STAMP) $(PROM_BIN) $(CHROMIUM)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/serving_overhead.py
+
+# Plant each bug the tests exist for in a copy of the tree and check that they fail (not part
+# of `make test`: a few minutes). PLANTED_ARGS="--runs 3 --only js-factor-9,outbox-lease"
+PLANTED_ARGS ?=
+planted-bugs: $(STAMP)
+	$(BIN)/python benchmarks/planted_bugs.py $(PLANTED_ARGS)
+
+# Mutation testing (pyproject's [tool.mutmut]: monitoring/stats, intake, store against their unit
+# tests); not part of `make test`: tens of minutes. `mutmut results` lists the survivors.
+mutate: $(STAMP)
+	$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/python -m pip install -q "mutmut>=3.8,<4"
+	$(BIN)/mutmut run
+	$(BIN)/mutmut results
 
 clean:
 	rm -rf $(VENV) $(PHOENIX_VENV) .pytest_cache

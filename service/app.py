@@ -273,7 +273,8 @@ class MonitoredModel:
                 "gc": gc_state(),
                 "telemetry": {"traces_exporting": TELEMETRY.traces_exporting,
                               "metrics_exporting": TELEMETRY.metrics_exporting,
-                              "dropped": dict(TELEMETRY.drops.counts)}}
+                              "dropped": dict(TELEMETRY.drops.counts),
+                              "spans_ended": TELEMETRY.drops.spans_ended}}
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:

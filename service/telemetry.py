@@ -35,14 +35,8 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import (
-    ALWAYS_OFF,
-    Decision,
-    ParentBased,
-    Sampler,
-    SamplingResult,
-    _get_from_env_or_default,
-)
+from opentelemetry.sdk.trace.sampling import (ALWAYS_OFF, Decision, ParentBased, Sampler, SamplingResult,
+                                               _get_from_env_or_default)
 from opentelemetry.trace import SpanKind
 
 from monitoring import names as N
@@ -59,7 +53,12 @@ class DropCounter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counts = {"spans": 0, "metrics": 0, "logs": 0}
+        self.spans_ended = 0  # offered for export (sampled, past the ASGI filter): >= spans dropped
         self._metrics = None
+
+    def ended(self) -> None:
+        with self._lock:
+            self.spans_ended += 1
 
     def bind(self, metrics) -> None:
         with self._lock:
@@ -128,6 +127,7 @@ def _counting_processor(processor, drops: DropCounter, keep_asgi_events: bool = 
                 return
             if not keep_asgi_events and span.attributes and "asgi.event.type" in span.attributes:
                 return
+            drops.ended()
             if queue is not None and cap is not None and len(queue) >= cap:
                 # Dropped here, counted, not handed on: the SDK would log a warning for every
                 # span it drops (thousands of lines a second while a backend is down, and

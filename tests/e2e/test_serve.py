@@ -56,10 +56,15 @@ def test_predict_returns_predictions_probabilities_and_traceparent(demo_server, 
 
 
 def test_instance_ids_are_accepted_and_not_passed_to_the_model(demo_server, demo_rows):
-    rows = [{**row, "transaction_id": f"t-{i}"} for i, row in enumerate(demo_rows[:2])]
+    """The id field is taken off each row before the model sees it: the predictions are
+    those of the same rows without it (a model handed the extra column would fail or differ)."""
+    rows = [{**row, "transaction_id": f"t-{i}"} for i, row in enumerate(demo_rows[:4])]
     with demo_server.client() as c:
         r = c.post("/predict", json={"instances": rows})
+        plain = c.post("/predict", json={"instances": demo_rows[:4]})
     assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == plain.json()["predictions"]
+    assert r.json()["probabilities"] == plain.json()["probabilities"]
 
 
 @pytest.mark.parametrize("mutate, status, kind, needle", [
@@ -162,6 +167,7 @@ def test_model_that_raises_gives_5xx_and_worker_keeps_serving(tmp_path, test_tag
         r = c.post("/predict", json={"instances": [bad]})
         assert r.status_code == 500
         assert "RuntimeError" in r.json()["error"] and r.json()["request_id"]
+        assert "boom" not in r.text  # the exception's message may hold secrets: the log has it, the client not
         for _ in range(3):
             assert c.post("/predict", json={"instances": demo_rows[:2]}).status_code == 200
         assert metric(c.get("/metrics").text, "vigil_model_errors_total") == 1
@@ -191,7 +197,7 @@ def test_model_errors_on_the_event_loop_path_too(tmp_path, test_tags, demo_rows)
         assert (unchanged["inline_calls"], unchanged["thread_pool_calls"]) == (before["inline_calls"],
                                                                               before["thread_pool_calls"])
         r = c.post("/predict", json={"instances": [{**demo_rows[0], "mean_radius": 4242.0}]})
-        assert r.status_code == 500 and "RuntimeError" in r.json()["error"]
+        assert r.status_code == 500 and "RuntimeError" in r.json()["error"] and "boom" not in r.text
         assert c.get("/monitoring/status").json()["predict_dispatch"]["inline_calls"] == before["inline_calls"] + 1
         assert c.post("/predict", json={"instances": demo_rows[:1]}).status_code == 200
         trace_id = TRACEPARENT.match(r.headers["traceparent"]).group(1)
@@ -219,10 +225,14 @@ def test_a_model_that_waits_blocks_the_loop_once_then_runs_in_the_thread_pool(tm
         assert st["blocked_loop"] == 1
         with ThreadPoolExecutor(1) as ex:
             pending = ex.submit(lambda: httpx.post(server.url + "/predict", json=slow, timeout=30))
-            time.sleep(0.4)  # the slow call is in flight, in the pool
-            t0 = time.perf_counter()
-            assert c.get("/livez").status_code == 200
-            answered_in = time.perf_counter() - t0
+            # probe the loop for 1 s while the slow call (1.5 s) is in flight in the pool: no fixed
+            # sleep guessing when it started, and still in flight after the last probe
+            answered_in, probe_until = 0.0, time.monotonic() + 1.0
+            while time.monotonic() < probe_until:
+                t0 = time.perf_counter()
+                assert c.get("/livez").status_code == 200
+                answered_in = max(answered_in, time.perf_counter() - t0)
+            assert not pending.done(), "the slow call ended before the probes did"
             assert c.post("/predict", json={"instances": demo_rows[:1]}).status_code == 200
             assert pending.result().status_code == 200
         assert answered_in < 0.7, f"the loop was blocked for {answered_in:.2f} s"

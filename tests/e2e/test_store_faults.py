@@ -1,7 +1,8 @@
 """Store trouble: the Postgres connection is lost mid-run (a TCP proxy the test cuts; the
 shared server on 5432 keeps running). Load: predictions and feedback before, during and
 after. /predict keeps answering, /feedback answers 503 (never a 2xx it cannot keep), the
-monitor buffers, and everything resumes without a restart. Lost: nothing acknowledged."""
+monitor buffers, and everything resumes without a restart. Lost: nothing acknowledged
+(the outcomes are read back from the database afterwards)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,14 @@ def test_postgres_connection_lost_mid_run(tmp_path, demo_tags, demo_rows):
             for _ in range(n):
                 assert c.post("/predict", json={"instances": demo_rows[:2]}).status_code == 200
 
+        sent: dict[str, int] = {}  # request id -> the status /feedback answered
+
         def feedback():
-            return c.post("/feedback", json={"outcomes": [{"request_id": uuid.uuid4().hex, "index": 0,
-                                                           "outcome": 1}], "allow_early": True})
+            rid = uuid.uuid4().hex
+            r = c.post("/feedback", json={"outcomes": [{"request_id": rid, "index": 0, "outcome": 1}],
+                                          "allow_early": True})
+            sent[rid] = r.status_code
+            return r
 
         predict()
         assert feedback().status_code == 200
@@ -65,3 +71,20 @@ def test_postgres_connection_lost_mid_run(tmp_path, demo_tags, demo_rows):
         enqueued = c.get("/monitoring/status").json()["monitor_queue"]["enqueued_rows"]
         assert counted == enqueued  # every row served during the outage reached the store afterwards
     proxy.cut()
+    # read back: every acknowledged outcome is stored, the refused one is not
+    assert sorted(sent.values()) == [200, 200, 503]
+    assert stored_outcomes(PG, list(sent)) == {rid for rid, status in sent.items() if status == 200}
+
+
+def stored_outcomes(url: str, request_ids: list[str]) -> set[str]:
+    from sqlalchemy import create_engine, select
+
+    from monitoring.store.tables import outcomes
+
+    engine = create_engine(url)  # the test's own connection, straight to the server
+    try:
+        with engine.connect() as c:
+            query = select(outcomes.c.request_id).where(outcomes.c.request_id.in_(request_ids))
+            return {r[0] for r in c.execute(query)}
+    finally:
+        engine.dispose()

@@ -126,3 +126,31 @@ def test_registration_probes_the_largest_magnitude_the_model_takes(demo_tags):
         v.validate([{**row, "mean_radius": m.schema.value_limit * 10}])
     spec = m.schema.json_schema()["properties"]["mean_radius"]
     assert spec["maximum"] == m.schema.value_limit and spec["minimum"] == -m.schema.value_limit
+
+
+def test_vigil_decision_threshold_replaces_the_models_own_decision_rule(demo_tags, demo_rows):
+    """VIGIL_DECISION_THRESHOLD is read from the environment and, on a binary classifier,
+    predicts the second class exactly where its probability reaches the threshold."""
+    import numpy as np
+
+    from models.adapters import ModelAdapter
+    from monitoring.config import ConfigError, load_settings
+    from monitoring.intake.validation import Validator
+
+    threshold = load_settings(environ={"VIGIL_DECISION_THRESHOLD": "0.9"}).decision_threshold
+    assert threshold == 0.9
+    for bad in ("0", "1", "1.5"):
+        with pytest.raises(ConfigError, match="decision_threshold"):
+            load_settings(environ={"VIGIL_DECISION_THRESHOLD": bad})
+    m = load(demo_tags["classifier"])
+    batch = Validator(m.schema, max_rows=len(demo_rows)).validate(demo_rows)
+    own = m.adapter.predict(batch)
+    strict = ModelAdapter(m.adapter.model, m.schema, decision_threshold=threshold).predict(batch)
+    classes = np.asarray(m.schema.classes, dtype=object)
+    assert strict.labels.tolist() == classes[(strict.proba[:, 1] >= 0.9).astype(int)].tolist()
+    assert strict.class_codes.tolist() == (strict.proba[:, 1] >= 0.9).astype(int).tolist()
+    changed = int((own.labels != strict.labels).sum())
+    assert changed > 0, "no row between 0.5 and 0.9: the threshold was not exercised"
+    with pytest.raises(ValueError, match="binary"):
+        ModelAdapter(load(demo_tags["regressor"]).adapter.model, load(demo_tags["regressor"]).schema,
+                     decision_threshold=0.5)

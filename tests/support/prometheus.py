@@ -31,6 +31,22 @@ def run_prometheus(tmp: Path, targets: dict[str, str], scrape_interval: str = "1
     """Prometheus scraping ``targets`` (``model`` label -> ``host:port``) every
     ``scrape_interval``; yields its base URL once it is ready."""
     binary = prometheus_binary()
+    for attempt in range(3):  # a port taken between choosing and binding it: another one
+        try:
+            with _run_once(binary, tmp, targets, scrape_interval) as url:
+                yield url
+            return
+        except _PortTaken:
+            if attempt == 2:
+                raise
+
+
+class _PortTaken(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def _run_once(binary: str, tmp: Path, targets: dict[str, str], scrape_interval: str) -> Iterator[str]:
     port = free_port()
     jobs = "\n".join(f"""      - targets: ["{hostport}"]
         labels: {{model: "{model}"}}""" for model, hostport in targets.items())
@@ -56,6 +72,8 @@ scrape_configs:
                     break
             except httpx.HTTPError:
                 pass
+            if proc.poll() is not None and "address already in use" in log_path.read_text():
+                raise _PortTaken(f"port {port} was taken before Prometheus bound it")
             assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.3)
         yield url

@@ -10,13 +10,10 @@ import threading
 class CuttableProxy:
     def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1"):
         self.upstream = (upstream_host, upstream_port)
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
         self._listener: socket.socket | None = None
+        self.port = 0  # the first listener binds port 0 and keeps what the OS gave it (no probe-then-bind race)
         self.restore()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -73,7 +70,8 @@ class CuttableProxy:
                 return
             ls = socket.socket()
             ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            ls.bind(("127.0.0.1", self.port))
+            ls.bind(("127.0.0.1", self.port))  # after a cut: the same port again (SO_REUSEADDR)
             ls.listen(64)
+            self.port = ls.getsockname()[1]
             self._listener = ls
         threading.Thread(target=self._accept, args=(ls,), daemon=True).start()

@@ -14,12 +14,14 @@ class Receiver:
         self.status = status
         self.delay = delay
         self.received: list[dict] = []   # {"headers", "body", "status"} per request, in order
+        self.arrived = threading.Event()  # set as the first request comes in (before any delay)
         self._lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                outer.arrived.set()
                 if outer.delay:
                     time.sleep(outer.delay)
                 status = outer.status

@@ -5,6 +5,8 @@ whichever worker reports it."""
 from __future__ import annotations
 
 import math
+import sys
+import uuid
 
 import pytest
 
@@ -228,24 +230,19 @@ def test_performance_observations_wait_for_final_windows():
 from tests.support.backends import BACKENDS, PG
 
 
-def clean_store(url: str) -> Store:
-    """A store with no alert state for model m:1 (the Postgres database is shared)."""
-    from sqlalchemy import create_engine, delete
+#: The model the engine tests alert on: a fresh name for every test (``fresh_model`` below),
+#: so tests sharing the Postgres database never see nor delete each other's rows.
+MODEL = "m:1"
 
-    from monitoring.store.tables import alert_events, alerts, outbox, silences
 
-    s = Store(url)  # creates the tables
-    engine = create_engine(url)  # the test's own connection: the store exposes no SQL
-    with engine.begin() as c:
-        for t in (alerts, alert_events, outbox, silences):
-            c.execute(delete(t).where(t.c.model == "m:1"))
-    engine.dispose()
-    return s
+@pytest.fixture(autouse=True)
+def fresh_model(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "MODEL", f"m:{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(params=BACKENDS)
 def store(request, tmp_path):
-    s = clean_store(f"sqlite:///{tmp_path / 'v.db'}" if request.param == "sqlite" else PG)
+    s = Store(f"sqlite:///{tmp_path / 'v.db'}" if request.param == "sqlite" else PG)
     yield s
     s.dispose()
 
@@ -261,7 +258,7 @@ class Clock:
 def engine(store, clock, rules=None, **kw) -> AlertEngine:
     rules = rules or [RuleSpec(name="drift", series="drift.score", outside_band=True, for_windows=2,
                                resolve_windows=2)]
-    return AlertEngine(store, "m:1", [DerivedRule(r, "test") for r in rules], CTX,
+    return AlertEngine(store, MODEL, [DerivedRule(r, "test") for r in rules], CTX,
                        AlertOptions(sinks=("log", "webhook:0"), trace_url="http://traces/{trace_id}"),
                        clock=clock, **kw)
 
@@ -279,9 +276,9 @@ def test_transitions_are_persisted_with_one_outbox_row_per_sink(store):
     eng = engine(store, clock)
     trs = feed(eng, clock, [True, True, True])
     assert [(r, i, t.to) for r, i, t in trs] == [("drift", "a", "firing")]
-    rows = store.alerts.outbox_rows("m:1")
+    rows = store.alerts.outbox_rows(MODEL)
     assert sorted(r["sink"] for r in rows) == ["log", "webhook:0"]
-    assert rows[0]["key"].startswith("m:1/drift/a/1/firing#")
+    assert rows[0]["key"].startswith(f"{MODEL}/drift/a/1/firing#")
     (alert,) = [a for a in eng.view()["firing"]]
     assert alert["rule"] == "drift" and alert["instance"] == "a" and alert["evidence"]["window"]["id"] == 1
     assert alert["evidence"]["threshold"]["band"].startswith("flagged")
@@ -290,16 +287,16 @@ def test_transitions_are_persisted_with_one_outbox_row_per_sink(store):
 def test_state_survives_a_restart_without_refiring(store, tmp_path):
     clock = Clock()
     feed(engine(store, clock), clock, [True, True])
-    assert len(store.alerts.outbox_rows("m:1")) == 2
+    assert len(store.alerts.outbox_rows(MODEL)) == 2
     store.dispose()
     again = Store(store.url)  # a new process: new store connection, new engine
     eng2 = engine(again, clock)
     assert eng2.on_window(report(1, flagged=("a",))) == []       # the same window again: ignored
     assert feed(eng2, clock, [True, True], start=2) == []          # still firing: nothing new
-    assert len(again.alerts.outbox_rows("m:1")) == 2
+    assert len(again.alerts.outbox_rows(MODEL)) == 2
     trs = feed(eng2, clock, [False, False], start=4)
     assert [t.to for _, _, t in trs] == ["resolved"]
-    assert len(again.alerts.outbox_rows("m:1")) == 4
+    assert len(again.alerts.outbox_rows(MODEL)) == 4
     again.dispose()
 
 
@@ -311,31 +308,31 @@ def test_two_workers_reporting_the_same_window_make_one_transition(store):
         r = report(wid, flagged=("a",))
         a.on_window(r)
         b.on_window(r)                                             # e.g. performance scored twice
-    assert len(store.alerts.outbox_rows("m:1")) == 2
-    assert [e["state"] for e in store.alerts.events("m:1")] == ["firing"]
+    assert len(store.alerts.outbox_rows(MODEL)) == 2
+    assert [e["state"] for e in store.alerts.events(MODEL)] == ["firing"]
 
 
 def test_silence_holds_notifications_until_it_ends(store):
     clock = Clock()
     eng = engine(store, clock)
-    sid = store.alerts.add_silence("m:1", "drift", None, clock.t + 1000, "deploying", "ops", clock.t)
+    sid = store.alerts.add_silence(MODEL, "drift", None, clock.t + 1000, "deploying", "ops", clock.t)
     feed(eng, clock, [True, True])
-    assert store.alerts.outbox_rows("m:1") == []                          # fired while silenced: not sent
+    assert store.alerts.outbox_rows(MODEL) == []                          # fired while silenced: not sent
     assert eng.view()["firing"][0]["notified_state"] is None
     assert eng.tick(force=True) == 0                               # still silenced
-    assert store.alerts.end_silence("m:1", sid, clock.t)
+    assert store.alerts.end_silence(MODEL, sid, clock.t)
     assert eng.tick(force=True) == 2                               # silence over, still firing: announce
     assert eng.tick(force=True) == 0                               # once
-    assert [r["key"].split("#")[0] for r in store.alerts.outbox_rows("m:1")] == ["m:1/drift/a/1/firing"] * 2
+    assert [r["key"].split("#")[0] for r in store.alerts.outbox_rows(MODEL)] == [f"{MODEL}/drift/a/1/firing"] * 2
 
 
 def test_resolution_of_a_silenced_alert_that_was_never_announced_is_not_sent(store):
     clock = Clock()
     eng = engine(store, clock)
-    store.alerts.add_silence("m:1", "*", None, clock.t + 10_000, None, None, clock.t)
+    store.alerts.add_silence(MODEL, "*", None, clock.t + 10_000, None, None, clock.t)
     feed(eng, clock, [True, True, False, False])
-    assert store.alerts.outbox_rows("m:1") == []
-    assert [e["state"] for e in store.alerts.events("m:1")] == ["resolved", "firing"]
+    assert store.alerts.outbox_rows(MODEL) == []
+    assert [e["state"] for e in store.alerts.events(MODEL)] == ["resolved", "firing"]
 
 
 def test_acknowledge_stops_repeats(store):
@@ -343,17 +340,17 @@ def test_acknowledge_stops_repeats(store):
     r = RuleSpec(name="drift", series="drift.score", outside_band=True, repeat_seconds=600)
     eng = engine(store, clock, rules=[r])
     feed(eng, clock, [True])
-    assert len(store.alerts.outbox_rows("m:1")) == 2
+    assert len(store.alerts.outbox_rows(MODEL)) == 2
     clock.t += 601
     assert eng.tick(force=True) == 2                               # unacknowledged: repeated
-    assert store.alerts.acknowledge("m:1", "drift", "a", "alice", clock.t) == 1
+    assert store.alerts.acknowledge(MODEL, "drift", "a", "alice", clock.t) == 1
     clock.t += 601
     assert eng.tick(force=True) == 0                               # acknowledged: quiet
     view = eng.view()
     assert view["firing"][0]["acknowledged_by"] == "alice"
     assert "acknowledged" in [e["state"] for e in view["recent"]]
     feed(eng, clock, [False], start=1)                             # resolves: the acknowledgement goes with it
-    assert store.alerts.all("m:1")[0].acked_at is None
+    assert store.alerts.all(MODEL)[0].acked_at is None
 
 
 def test_store_outage_defers_the_window_and_applies_it_later(store, monkeypatch):
@@ -371,20 +368,20 @@ def test_store_outage_defers_the_window_and_applies_it_later(store, monkeypatch)
     assert eng.errors == 1
     monkeypatch.setattr(store.alerts, "transaction", real)
     eng.tick(force=True)
-    assert [e["state"] for e in store.alerts.events("m:1")] == ["firing"]
+    assert [e["state"] for e in store.alerts.events(MODEL)] == ["firing"]
 
 
 def test_retention_removes_old_history_and_sent_notifications_only(store):
     clock = Clock()
     eng = engine(store, clock)
     feed(eng, clock, [True, True])                                  # firing: 2 outbox rows, 1 event
-    (done, pending) = store.alerts.claim_outbox("m:1", "w", clock.t, 10.0)
+    (done, pending) = store.alerts.claim_outbox(MODEL, "w", clock.t, 10.0)
     store.alerts.outbox_done(done.id, "w", clock.t)
-    deleted = store.purge("m:1", clock.t + 1)
+    deleted = store.purge(MODEL, clock.t + 1)
     assert deleted["alert_history"] == 2                            # the event and the delivered row
-    assert [r["id"] for r in store.alerts.outbox_rows("m:1")] == [pending.id]  # undelivered: kept
-    assert store.alerts.events("m:1") == []
-    assert [a.state.state for a in store.alerts.all("m:1")] == ["firing"]   # state is not history
+    assert [r["id"] for r in store.alerts.outbox_rows(MODEL)] == [pending.id]  # undelivered: kept
+    assert store.alerts.events(MODEL) == []
+    assert [a.state.state for a in store.alerts.all(MODEL)] == ["firing"]   # state is not history
 
 
 def test_latency_rule_learns_its_baseline_from_normal_windows_only(store):
@@ -404,7 +401,7 @@ def test_latency_rule_learns_its_baseline_from_normal_windows_only(store):
         assert window(wid, 10) == []
     assert [t.to for _, _, t in window(4, 40)] == ["firing"]
     assert window(5, 40) == []                 # still slow: still firing, and not learnt as normal
-    (alert,) = store.alerts.all("m:1")
+    (alert,) = store.alerts.all(MODEL)
     assert [h[0] for h in alert.data["history"]] == [0, 1, 2, 3]
     slow, of = alert.evidence["threshold"]["bound"].split(" requests slower than the recent p99")[0].split(" of ")
     assert of == "300" and int(slow) >= 290

@@ -11,7 +11,7 @@ import pytest
 
 from monitoring.intake.outcomes import FeedbackInvalid, parse_outcomes
 from monitoring.schema import FeatureSpec, ModelSchema
-from monitoring.store import OutcomeConflict, Store, StoreUnavailable
+from monitoring.store import OutcomeConflict
 
 CLF = ModelSchema((FeatureSpec("x", "numeric", "float"),), task="classification", classes=("ham", "spam"))
 REG = ModelSchema((FeatureSpec("x", "numeric", "float"),), task="regression")
@@ -211,20 +211,6 @@ def test_group_commit_isolates_a_conflicting_request(store):
     assert isinstance(results["bad"], OutcomeConflict)
     assert all(results[f"ok{i}"].accepted == 2 for i in range(6))
     assert store.outcomes.counts(m)["pending"] == 1 + 12  # "fresh" of the bad batch was rolled back
-
-
-def test_group_commit_failure_reaches_every_waiter(tmp_path):
-    from monitoring.runtime.committer import GroupCommitter
-
-    s = Store(f"sqlite:///{tmp_path / 'f.db'}")
-
-    def broken(*a, **kw):
-        raise StoreUnavailable("OperationalError: disk I/O error")
-
-    s.outcomes.ingest_group = broken
-    gc = GroupCommitter(s, "m")
-    with pytest.raises(StoreUnavailable):
-        gc.submit(outs("x", [1]), timeout=10)
 
 
 def test_retention_deletes_old_rows_only(store):

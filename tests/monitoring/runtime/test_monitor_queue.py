@@ -60,7 +60,9 @@ def test_consumer_error_is_counted_and_draining_continues():
     rec = Recorder(fail_first=True)
     q = MonitorQueue(rec, maxsize=100).start()
     q.offer(item(rid="lost"))
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while q.stats().errors == 0 and time.monotonic() < deadline:  # the first batch failed alone
+        time.sleep(0.005)
     q.offer(item(rid="kept"))
     assert q.close(timeout=5)
     assert q.stats().errors == 1

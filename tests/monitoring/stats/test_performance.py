@@ -71,6 +71,38 @@ def test_insufficient_labels_never_judged(fitted):
     assert res["coverage"] == 0.05 and res["estimated"]["accuracy"]["value"] > 0
 
 
+def with_accuracy(rng, n, accuracy):
+    """A window of ``n`` predictions whose labels make exactly ``accuracy`` of them right."""
+    y, pred, proba = calibrated_data(rng, n)
+    wrong = rng.permutation(n)[:round(n * (1 - accuracy))]
+    y = pred.copy()
+    y[wrong] = 1 - y[wrong]
+    return y, pred, proba
+
+
+def test_the_band_is_judged_at_the_labelled_rows_not_at_all_predictions(fitted):
+    """2,000 predictions of which 100 are labelled (partial coverage, as in production where
+    labels trickle in): the band is the one for 100 labels, so an accuracy 6 points under the
+    baseline is within it, while the same deficit measured on 2,000 labels is below."""
+    baseline, cbpe = fitted
+    deficit = round(baseline.values["accuracy"] - 0.06, 2)
+    y, pred, proba = calibrated_data(np.random.default_rng(11), 2000)
+    lab = np.zeros(2000, bool)
+    lab[np.random.default_rng(12).permutation(2000)[:100]] = True
+    y[lab] = pred[lab]
+    flip = np.flatnonzero(lab)[:round(100 * (1 - deficit))]
+    y[flip] = 1 - y[flip]
+    partial = window_performance("classification", 0, window_data(y, pred, proba, lab), baseline, cbpe, CFG, 2,
+                                 1e9, None)
+    assert partial["labelled"] == 100 and partial["realized"]["accuracy"] == pytest.approx(deficit)
+    assert partial["band"]["accuracy"] == pytest.approx(list(baseline.band(100)["accuracy"]))
+    assert partial["band_status"]["accuracy"] == "within" and "accuracy" not in partial["degraded"]
+    full = window_performance("classification", 0, window_data(*with_accuracy(np.random.default_rng(13), 2000, deficit)),
+                              baseline, cbpe, CFG, 2, 1e9, None)
+    assert full["realized"]["accuracy"] == pytest.approx(deficit)
+    assert full["band_status"]["accuracy"] == "below" and "accuracy" in full["degraded"]
+
+
 def test_too_few_of_a_class_is_insufficient(fitted):
     baseline, cbpe = fitted
     y = np.array([1] * 98 + [0] * 2)

@@ -60,3 +60,21 @@ def test_retention_drops_old_results_when_no_prediction_is_left(store):
     deleted = store.purge(m, before=500.0)
     assert deleted == {"predictions": 1, "outcomes": 0, "performance": 1, "window_results": 1, "alert_history": 0}
     assert store.windows.recent(m) == [] and store.outcomes.performance_state(m) == {}
+
+
+def test_every_sqlite_connection_commits_to_disk_before_acknowledging(tmp_path):
+    """Durability lives in the pragmas, not in a crash test (a kill -9 keeps the OS page
+    cache, so it passes with ``synchronous=OFF`` too): read them back from the writer's and
+    the reader's connections."""
+    from monitoring.store import Store
+
+    s = Store(f"sqlite:///{tmp_path / 'v.db'}", connect_timeout=3.0)
+    try:
+        for engine in (s._db.engine, s._db.reader):  # the store exposes no SQL; the test reads its settings
+            with engine.connect() as c:
+                raw = c.connection.dbapi_connection
+                assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: fsync at every commit
+                assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+                assert raw.execute("PRAGMA busy_timeout").fetchone()[0] == 3000
+    finally:
+        s.dispose()
