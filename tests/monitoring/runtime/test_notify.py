@@ -319,15 +319,15 @@ def test_a_webhook_body_carries_one_line_of_text_for_slack_and_teams(store):
     fire(store, clock, sinks=("webhook:x",))
     with Receiver() as rx:
         spec = WebhookSpec(url=rx.url, link="https://dash.example.com/dashboard/")
-        Notifier(store, "m:1", {"webhook:x": WebhookSink(spec)}, "w", clock=clock).run_once()
+        Notifier(store, MODEL, {"webhook:x": WebhookSink(spec)}, "w", clock=clock).run_once()
         bodies = {(b["alert"]["rule"], b["alert"]["instance"]): b for b in rx.delivered()}
     drift = bodies[("drift", "a")]["text"]
-    assert drift.startswith("[FIRING] drift on model m:1: feature a drifted (score 5") and "\n" not in drift
+    assert drift.startswith(f"[FIRING] drift on model {MODEL}: feature a drifted (score 5") and "\n" not in drift
     assert "also drifted: b" in drift and "- window 0 (100 rows)" in drift
     assert drift.endswith(" - https://dash.example.com/dashboard/")
     assert bodies[("drift", "a")]["alert"]["at_iso"] == "2027-01-15T08:01:40.000Z"  # 1.8e9 + 100 s
     share = bodies[("share", None)]["text"]
-    assert share.startswith("[FIRING] share on model m:1: drift.share share of features flagged 1")
+    assert share.startswith(f"[FIRING] share on model {MODEL}: drift.share share of features flagged 1")
     assert "bound" not in share or "above" in share
 
 
@@ -348,6 +348,6 @@ def test_a_row_queued_for_a_webhook_by_position_before_the_upgrade_is_still_deli
     clock = Clock()
     fire(store, clock, sinks=("webhook:0",))            # what a worker of the previous version queued
     with Receiver() as rx:
-        n = Notifier(store, "m:1", {"log": LogSink(), "webhook:127.0.0.1": webhook_sink(rx.url)}, "w", clock=clock)
+        n = Notifier(store, MODEL, {"log": LogSink(), "webhook:127.0.0.1": webhook_sink(rx.url)}, "w", clock=clock)
         n.run_once()
         assert len(rx.delivered()) == 3 and n.failed == 0
