@@ -226,10 +226,18 @@ class Dle:
         if n == 0 or m == 0:
             return DleEstimate({}, inputs, 0)
         n = max(n, m)
+        g_abs, var_abs = model.predict(X, "abs")
+        g_sq, var_sq = model.predict(X, "sq")
+        # a row's loss around its prediction: Var(|e| | x) = E[e² | x] - E[|e| | x]² exactly
+        # (floored at the location-scale share, should the two models disagree); Var(e² | x) by
+        # the location-scale assumption
+        spread = {"mae": np.maximum(g_sq - g_abs ** 2, model.kappa["abs"] * g_abs ** 2 / 4),
+                  "mse": model.kappa["sq"] * g_sq ** 2}
         values: dict[str, tuple[float, float]] = {}
-        for kind, metric in (("abs", "mae"), ("sq", "mse")):
-            g, var_model = model.predict(X, kind)
-            var = model.kappa[kind] * float(np.mean(g ** 2)) / n + var_model
+        for metric, g, var_model in (("mae", g_abs, var_abs), ("mse", g_sq, var_sq)):
+            # the realized metric's noise over n rows, and the loss models' own: the validation
+            # rows are a sample too (at least their mean's noise; more where the fold models disagree)
+            var = float(np.mean(spread[metric])) * (1 / n + 1 / self.rows) + var_model
             if m < n and m > 1:  # only a sample of the window: the mean over it is itself uncertain
                 var += float(np.var(g, ddof=1)) / m * (1 - m / n)
             values[metric] = (float(g.mean()), math.sqrt(var))

@@ -28,20 +28,15 @@ def logged(X, n):
     return [{k: (X[k][i] if k == "c" else float(X[k][i])) for k in X} for i in range(n)]
 
 
+def predict(X):
+    """The monitored model: right about x1 and the category, linear where y is not (x2)."""
+    return 2 * X["x1"] + 0.5 * np.array([int(v[1]) for v in X["c"]]) + 0.4 * X["x2"]
+
+
 @pytest.fixture(scope="module")
 def fitted():
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    rng = np.random.default_rng(0)
-    Xt, yt = make(rng, 3000)
-
-    def matrix(X):
-        return np.column_stack([X["x1"], X["x2"], [int(v[1]) for v in X["c"]]])
-
-    model = HistGradientBoostingRegressor(max_iter=50, random_state=0).fit(matrix(Xt), yt)
-    Xv, yv = make(rng, 3000)
-    dle = Dle(Xv, yv, model.predict(matrix(Xv)), categorical=["c"], seed=0)
-    return lambda X: model.predict(matrix(X)), dle
+    Xv, yv = make(np.random.default_rng(0), 3000)
+    return predict, Dle(Xv, yv, predict(Xv), categorical=["c"], seed=0)
 
 
 def covered(fitted, seed, **shift) -> list[bool]:
@@ -59,9 +54,10 @@ def covered(fitted, seed, **shift) -> list[bool]:
 
 def test_under_covariate_shift_the_estimated_mae_is_within_two_standard_errors_in_90_percent_of_windows(fitted):
     # x1's mean moves 0 -> 1.33 sd (inside the validation data's support): the realized MAE
-    # grows by a third, noise growing with |x1|. Over seeds 1-10 the share is 0.90-1.00, mean
-    # 0.955 (nominal 0.954); beyond ~1.5 sd the loss models extrapolate flat and it falls
-    # (docs/dle.md).
+    # grows by a third, noise growing with |x1|. Over window seeds 1-10 the share is 0.85-1.00,
+    # mean 0.95 (nominal 0.954); beyond ~1.5 sd the loss models extrapolate flat and it falls
+    # (docs/dle.md). Seed 0's validation sample happens to err 2 of its SEs above the
+    # population: the standard error carries the validation sample's own noise for that.
     hits = covered(fitted, 1, shift=lambda i: 0.07 * i)
     assert sum(hits) / WINDOWS >= 0.9, hits
 
