@@ -26,9 +26,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import joblib
 import numpy as np
@@ -103,7 +104,7 @@ class _Served:
     def __init__(self, adapter: ModelAdapter):
         self.adapter = adapter
 
-    def fit(self, X: Any, y: Any = None) -> "_Served":
+    def fit(self, X: Any, y: Any = None) -> _Served:
         return self
 
 
@@ -141,7 +142,7 @@ def permutation(adapter: ModelAdapter, rows: pd.DataFrame, *, seed: int = 0) -> 
 
     repeats = int(max(1, min(MAX_REPEATS, MAX_PREDICTED_ROWS // max(1, len(X) * len(names)))))
     res = permutation_importance(_Served(adapter), X, y, scoring=score, n_repeats=repeats, random_state=seed)
-    return {"metric": metric, "rows": int(len(X)), "repeats": repeats,
+    return {"metric": metric, "rows": len(X), "repeats": repeats,
             "features": {n: {"mean": float(m), "std": float(s)}
                          for n, m, s in zip(names, res.importances_mean, res.importances_std)}}
 

@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +108,9 @@ def _fit(X: np.ndarray, target: np.ndarray, categorical: np.ndarray, seed: int):
 
 def _one_thread():
     """Boosting on one OpenMP thread: its default (every core) competes with the serving
-    workers on the same machine, and oversubscribed cores made a fit ten times slower."""
+    workers on the same machine, and oversubscribed cores made a fit ten times slower.
+    threadpoolctl limits only the libraries already loaded: scikit-learn's OpenMP first."""
+    import sklearn.ensemble  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="openmp")
@@ -181,7 +184,7 @@ class Dle:
                                                   dtype=object).astype(str), return_counts=True)
                 top = [v for v, c in sorted(zip(vals, counts), key=lambda t: -t[1]) if v != _MISSING][:MAX_CATEGORIES]
                 self.categories[name] = {v: i for i, v in enumerate(top)}
-        self.rows = int(len(idx))
+        self.rows = len(idx)
         abs_err = np.abs(y_true[idx] - y_pred[idx])
         X = self._matrix([np.asarray(features[n], dtype=object)[idx] for n in self.names], y_pred[idx])
         is_cat = np.array([n in self.categories for n in self.names] + [False])

@@ -20,7 +20,8 @@ small to judge) gains nothing.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 #: Entries kept in a window's ``impact_ranking`` (every feature keeps its own ``impact``).
 TOP = 10

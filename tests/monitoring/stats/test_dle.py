@@ -82,7 +82,7 @@ def test_the_estimate_rises_with_the_error_under_covariate_shift(fitted):
 
 def test_a_sample_of_logged_rows_serves_with_a_wider_standard_error(fitted):
     predict, dle = fitted
-    X, y = make(np.random.default_rng(4), ROWS)
+    X, _ = make(np.random.default_rng(4), ROWS)
     p = predict(X)
     full = dle.estimate(p, (p, logged(X, ROWS)))
     sample = dle.estimate(p, (p[:100], logged(X, 100)))
