@@ -141,7 +141,7 @@ def main() -> None:
              "predictions only": {}}
     print(f"performance scoring of a {n:,}-row window (realized + band): {base_score * 1000:.1f} ms")
     for label, extra in cases.items():
-        t = median_time(lambda: score(extra), a.repeat)
+        t = median_time(lambda extra=extra: score(extra), a.repeat)
         est = score(extra)
         mae = est["estimated"]["mae"]
         print(f"  with DLE from {label}: {t * 1000:.1f} ms ({t / base_score:.2f}x); estimated MAE "
