@@ -198,7 +198,10 @@ class Dle:
         for j, (name, col) in enumerate(zip(self.names, columns)):
             codes = self.categories.get(name)
             if codes is None:
-                out[:, j] = [_number(v) for v in col]
+                try:  # floats and None (missing): one conversion
+                    out[:, j] = np.asarray(col, dtype=np.float64)
+                except (TypeError, ValueError):  # a hashed or otherwise non-numeric value somewhere
+                    out[:, j] = [_number(v) for v in col]
             else:
                 out[:, j] = [codes.get(_text(v), np.nan) for v in col]
         out[:, -1] = y_pred
