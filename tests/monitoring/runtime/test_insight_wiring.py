@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from monitoring.alerts import DerivedRule, RuleContext, RuleSpec
+from monitoring.alerts.gauges import publish_performance
 from monitoring.config import load_settings
 from monitoring.runtime.alert_engine import AlertEngine, AlertOptions
 from monitoring.runtime.monitor import ModelInfo, ModelMonitor
@@ -63,6 +64,7 @@ def test_a_regressor_window_carries_estimated_mae_mse_rmse_from_logged_features(
     mae = r.estimated["mae"]
     assert mae["value"] > 0 and 0 < mae["se"] < mae["value"]
     assert monitor.performance(limit=5)["windows"][0]["estimated"]["mae"] == mae
+    publish_performance(monitor.metrics, r.stored)  # the estimated gauge takes regression metrics too
 
 
 def test_without_logged_features_the_estimate_reads_the_predictions_alone(info, tmp_path):
