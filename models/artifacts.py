@@ -10,6 +10,8 @@ model's directory:
 - ``reference.parquet``   a bounded uniform sample of the reference rows (with target)
 - ``validation.parquet``  validation rows with the model's predictions (or, in-sample,
                           the reference sample's)
+- ``importance.json``, ``dle.joblib``  optional: written by :mod:`models.insight` (which
+                          owns those two names) through ``save_model``'s ``extras``
 
 A model whose ``vigil.json`` carries another ``artifact_version`` is refused with a
 :class:`RegistrationError`, never half-read.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import bentoml
 import numpy as np
@@ -62,8 +64,10 @@ class LoadedModel:
 
 
 def save_model(name: str, model: Any, meta: dict[str, Any], profile: Profile,
-               sample: pd.DataFrame, validation: pd.DataFrame) -> str:
-    """Write a new version of ``name`` to the model store; returns its tag."""
+               sample: pd.DataFrame, validation: pd.DataFrame,
+               extras: Callable[[Path], None] | None = None) -> str:
+    """Write a new version of ``name`` to the model store; returns its tag. ``extras``
+    writes further files into the new model's directory before it is committed."""
     labels = {"managed-by": "vigil", "task": meta["schema"]["task"]}
     small_meta = {"vigil_artifact_version": ARTIFACT_VERSION, "in_sample": meta["in_sample"],
                   "task": meta["schema"]["task"], **{f"baseline_{k}": v for k, v in meta["baseline"].items()}}
@@ -75,6 +79,8 @@ def save_model(name: str, model: Any, meta: dict[str, Any], profile: Profile,
             Path(m.path_of(PROFILE_FILE)).write_text(json.dumps(profile.to_dict()))
             _parquet_safe(sample).to_parquet(m.path_of(REFERENCE_FILE), index=False)
             _parquet_safe(validation).to_parquet(m.path_of(VALIDATION_FILE), index=False)
+            if extras is not None:
+                extras(Path(m.path))
     except ValueError as exc:
         raise RegistrationError(f"cannot save model as {name!r}: {exc}") from None
     return str(m.tag)

@@ -36,6 +36,7 @@ from .baseline import measure_baseline
 from .data import DataError
 from .errors import RegistrationError
 from .frames import frame_to_columns, frame_to_model_input
+from .insight import measure as measure_insight
 from .pickles import read_model
 from .probes import UNSEEN_PROBE, Capabilities, probe_capabilities
 from .profiling import build_profile
@@ -101,6 +102,7 @@ def register(model_path: str | Path | None, reference: str | Path, target: str, 
     profile = build_profile(adapter, reference, scan.sample, seed=seed)
     baseline = measure_baseline(adapter, validation, scan.sample, seed=seed)
     n_validation = int(len(baseline.rows))
+    insight = measure_insight(adapter, baseline.rows, in_sample=baseline.in_sample, seed=seed)
     meta = {
         "schema": schema.to_dict(),
         "in_sample": baseline.in_sample,
@@ -112,8 +114,8 @@ def register(model_path: str | Path | None, reference: str | Path, target: str, 
         "modules": modules,  # the user's modules the model imports, and where from (models.pickles)
     }
     stored_name = name or (Path(model_path).stem if model_path else None) or "model"
-    tag = save_model(stored_name, model, meta, profile, scan.sample, baseline.rows)
-    notes = scan.notes + baseline.notes
+    tag = save_model(stored_name, model, meta, profile, scan.sample, baseline.rows, extras=insight.write)
+    notes = scan.notes + baseline.notes + insight.notes
     for note in notes:  # info, not warning: the caller shows them (Python's last-resort handler printed them twice)
         log.info(note)
     return Registered(tag=tag, task=schema.task, in_sample=baseline.in_sample, baseline=baseline.metrics,

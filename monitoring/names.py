@@ -113,6 +113,9 @@ PERFORMANCE_METRICS: dict[str, PerformanceMetric] = {m.name: m for m in (
     PerformanceMetric("mape", "regression", False, 0.0, None),
 )}
 PERF_METRICS = tuple(PERFORMANCE_METRICS)
+#: The regression metrics that are a mean of a per-row loss, so Direct Loss Estimation can
+#: estimate them without labels (stats/dle.py); rmse is the root of the mse estimate.
+DLE_METRICS = ("mae", "mse", "rmse")
 #: The metrics a ``performance.*`` rule may name, per task (what ``window_performance`` reports).
 TASK_METRICS = {task: tuple(m.name for m in PERFORMANCE_METRICS.values() if m.task == task)
                 for task in ("classification", "regression")}

@@ -29,6 +29,7 @@ from pydantic import WithJsonSchema
 from starlette.responses import JSONResponse
 
 from models.adapters import ModelAdapter, jsonable_labels
+from models.insight import read_dle, read_importance
 from models.registry import load, load_validation, read_schema, validation_rows
 from monitoring import names as N
 from monitoring.intake.outcomes import FeedbackInvalid, conflict_errors, parse_outcomes
@@ -86,7 +87,8 @@ def model_info(loaded, decision_threshold: float | None) -> ModelInfo:
         y_pred = (proba[:, 1] >= decision_threshold).astype(int)
     return ModelInfo(tag=loaded.tag, name=loaded.name, version=loaded.version, schema=loaded.schema,
                      profile=loaded.profile, validation=(y_true, y_pred, proba), in_sample=loaded.in_sample,
-                     baseline=loaded.meta.get("baseline", {}), reference_rows=loaded.meta.get("n_reference"))
+                     baseline=loaded.meta.get("baseline", {}), reference_rows=loaded.meta.get("n_reference"),
+                     importance=read_importance(loaded.path), dle=read_dle(loaded.path))
 
 
 @bentoml.service(name="vigil", workers=SETTINGS.workers, traffic={"timeout": 60})

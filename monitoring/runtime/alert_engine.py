@@ -39,7 +39,9 @@ class AlertOptions:
     ``http://localhost:16686/trace/{trace_id}``; ``examples``: example trace ids per alert;
     ``ref_stats``: reference (mean, sd) per numeric feature, to pick extreme example rows;
     ``tick_interval``: seconds between repeat/for_seconds checks; ``on_enqueue``: called
-    after a commit that queued notifications (the monitor wakes its notifier)."""
+    after a commit that queued notifications (the monitor wakes its notifier);
+    ``impact_of``: a window id's features ranked by drift impact, for the evidence of
+    performance alerts (:mod:`monitoring.stats.impact`)."""
 
     sinks: tuple[str, ...] = ("log",)
     trace_url: str | None = None
@@ -47,6 +49,7 @@ class AlertOptions:
     ref_stats: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     tick_interval: float = 5.0
     on_enqueue: Callable[[], None] | None = None
+    impact_of: Callable[[int], Any] | None = None
 
 
 class AlertEngine:
@@ -282,6 +285,11 @@ class AlertEngine:
         }
         if self.trace_url:
             ev["trace_links"] = [self.trace_url.format(trace_id=t) for t in traces]
+        if rule.series.startswith("performance.") and self.options.impact_of is not None:
+            try:  # best effort, as the traces
+                ev["features_by_impact"] = self.options.impact_of(wid)
+            except StoreUnavailable:
+                ev["features_by_impact"] = None
         return ev
 
     def _traces(self, tx: AlertTransaction, rule: RuleSpec, inst: str, report: Mapping[str, Any]) -> list[str]:

@@ -31,6 +31,7 @@ Exception tree::
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -57,6 +58,8 @@ from monitoring.runtime import views
 from monitoring.runtime.readable import iso
 from monitoring.runtime.windows import ClosedWindow, WindowConfig, WindowManager, worker_id
 from monitoring.schema import ModelSchema
+from monitoring.stats import impact
+from monitoring.stats.dle import Dle
 from monitoring.stats.evaluate import DriftConfig, WindowEvaluator
 from monitoring.stats.multivariate import PcaDetector
 from monitoring.stats.performance import Baseline, Cbpe, PerformanceConfig
@@ -83,7 +86,9 @@ class ModelInfo:
     """What the monitor needs of a registered model (``models.registry`` builds it).
 
     ``validation``: the validation rows' true labels, the model's predictions and
-    probabilities (None for regressors), after any decision threshold."""
+    probabilities (None for regressors), after any decision threshold; ``importance``:
+    each feature's permutation importance (drift impact); ``dle``: the regressor's loss
+    models (label-free MAE/MSE/RMSE). Both None when the model was stored without them."""
 
     tag: str
     name: str
@@ -94,6 +99,8 @@ class ModelInfo:
     in_sample: bool = False
     baseline: Mapping[str, float] = field(default_factory=dict)
     reference_rows: int | None = None
+    importance: Mapping[str, float] | None = None
+    dle: Dle | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,8 @@ class ModelMonitor:
         self.tracker = PerformanceTracker(
             self.store, self.tag,
             Scorer(model.schema.task, len(model.schema.classes), self.baseline, cbpe, pconf,
-                   tuple(model.schema.classes)),
+                   tuple(model.schema.classes), dle=model.dle if model.schema.task == "regression" else None,
+                   dle_features=settings.log_sample_rate > 0 and set(settings.privacy.values()) <= {"keep"}),
             Schedule(settings.performance_interval, settings.outcome_ttl_seconds,
                      None if settings.retention_days is None else settings.retention_days * 86400),
             metrics=self.metrics)
@@ -143,6 +151,8 @@ class ModelMonitor:
             prediction_log=PredictionLogger(self.tag, model.schema, settings.log_sample_rate, settings.privacy,
                                             settings.privacy_salt.get_secret_value()),
             serving=self.serving, metrics=self.metrics)
+        if model.importance:  # each window's features ranked by importance x drift effect
+            self.windows.annotate = functools.partial(impact.annotate, weight=impact.weights(model.importance))
         self.history = WindowHistory(self.store, self.tag, model.schema.names)  # what the dashboard reads
         self.queue = MonitorQueue(self, settings.monitor_queue_batches, self.metrics)
         self.system = SystemSampler(self.metrics, settings.system_metrics_interval, on_sample=self.serving.note_system)
@@ -161,8 +171,13 @@ class ModelMonitor:
                      for name, st in profile.numeric.items() if st.n}
         engine = AlertEngine(self.store, self.tag, self.rules, ctx, AlertOptions(
             sinks=tuple(sinks), trace_url=s.alert_trace_url, examples=s.alert_examples, ref_stats=ref_stats,
-            on_enqueue=notifier.wake), baseline=self.baseline, metrics=self.metrics)
+            on_enqueue=notifier.wake, impact_of=self._impact_of if self.model.importance else None),
+            baseline=self.baseline, metrics=self.metrics)
         return engine, notifier
+
+    def _impact_of(self, window_id: int) -> list | None:
+        """The window's features ranked by drift impact (a performance alert's evidence)."""
+        return impact.ranking(self.store.windows.sketch(self.tag, window_id)[1])
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "ModelMonitor":

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from monitoring import names as N
+from monitoring.stats.dle import Dle, window_fields
 from monitoring.stats.performance import Baseline, Cbpe, PerformanceConfig, window_performance
 from monitoring.stats.results import PerformanceResult
 from monitoring.store import Store, StoreUnavailable
@@ -22,7 +23,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Scorer:
     """How one window is scored: the task, the validation baseline (bands), the label-free
-    estimator and the performance settings. A pure function of the stored rows."""
+    estimator and the performance settings. A pure function of the stored rows.
+
+    ``dle``: regressors' label-free estimator; ``dle_features``: whether it may read the
+    window's logged feature values (not when they are unlogged, hashed or dropped)."""
 
     task: str
     n_classes: int
@@ -30,6 +34,8 @@ class Scorer:
     cbpe: Cbpe | None
     config: PerformanceConfig
     class_names: tuple = ()
+    dle: Dle | None = None
+    dle_features: bool = False
 
     def score(self, window_id: int, data: dict, now: float, ended_at: float | None,
               open_window: bool = False) -> PerformanceResult:
@@ -38,6 +44,8 @@ class Scorer:
         ``final: true`` and could judge the performance rules on two rows)."""
         out = window_performance(self.task, window_id, data, self.baseline, self.cbpe, self.config, self.n_classes,
                                  now, ended_at, list(self.class_names) or None)
+        if self.dle is not None and data["n"]:
+            out.update(window_fields(self.dle, data))
         if open_window:
             out["final"] = False
             out["open"] = True
@@ -120,6 +128,8 @@ class PerformanceTracker:
             data = self.store.outcomes.window_predictions(self.model, wid)
             if data["n"] == 0:
                 continue
+            if self.scorer.dle is not None and self.scorer.dle_features:
+                data["logged"] = self.store.outcomes.window_features(self.model, wid)
             res = self.scorer.score(wid, data, now, todo[wid] if todo[wid] is not None else closed.get(wid),
                                     open_window=wid > newest)
             self.store.outcomes.save_performance(self.model, wid, dict(res.stored), res.final, res.labelled, now)

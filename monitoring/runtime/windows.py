@@ -155,6 +155,8 @@ class WindowManager:
         self.check_interval = min(1.0, self.flush_interval * 2) if self.flush_interval else 0.0
         self._last_check = 0.0
         self._window_filled = False
+        #: adds fields to a window's report before it is stored (the monitor sets it: drift impact)
+        self.annotate: Callable[[dict], object] | None = None
 
     # -- called from the request path (cheap, thread-safe) -----------------------------
     def note_rejection(self, kind: str) -> None:
@@ -327,6 +329,8 @@ class WindowManager:
             d["rows_expected"] = expected
             d["complete"] = rows >= expected
             d["serving"] = served.summary()
+            if self.annotate is not None:
+                self.annotate(d)
             if d["started_at"] is None:
                 d["started_at"] = d["ended_at"] = now
             row = digest(WindowRecord(wid, "done", rows, expected, started, ended, now, d), self.evaluator.schema.names)

@@ -264,6 +264,16 @@ class OutcomeStore:
                 "proba": [r[0] for r in proba_rows], "predicted_at": P[:, 3].copy(), "true_code": true_code,
                 "true_value": true_value, "observed_at": observed, "labelled": labelled}
 
+    def window_features(self, model: str, window_id: int) -> tuple[list, list]:
+        """(predicted values, logged feature JSON) of a window's rows whose features were
+        logged (``log_sample_rate``), in row order: what DLE reads (one indexed scan)."""
+        p = predictions.c
+        q = select(p.value, p.features).where(and_(p.model == model, p.window_id == window_id,
+                                                   p.features.is_not(None))).order_by(p.seq)
+        with self._reader.connect() as c:
+            rows = self._raw(c, q)
+        return [r[0] for r in rows], [r[1] for r in rows]
+
     def _raw(self, c, query) -> list[tuple]:
         """Run a Core select on the DBAPI cursor (plain tuples, no per-row processing)."""
         compiled = query.compile(dialect=c.dialect)

@@ -56,7 +56,7 @@ CALLS = {
     },
     "outcomes": {
         "log_predictions": ([PRED],), "ingest": ("m", [OUT], 1.0), "ingest_group": ("m", [[OUT]], 1.0),
-        "match_pending": ("m", 0.0), "counts": ("m",), "windows_to_score": ("m",), "window_predictions": ("m", 0),
+        "match_pending": ("m", 0.0), "counts": ("m",), "windows_to_score": ("m",), "window_predictions": ("m", 0), "window_features": ("m", 0),
         "window_prediction_count": ("m", 0), "save_performance": ("m", 0, {}, True, 0, 1.0),
         "performance_state": ("m",), "performance_windows": ("m",), "oldest_logged_window": ("m",),
         "purge": ("m", 1.0), "request_id_key": ("m",),
