@@ -1,7 +1,7 @@
 """Prediction series: the distribution of the model's answers in a window. The p-value of
 the prediction-distribution test (chi-square on the class mix, KS on regression outputs)
 has a band of its own; each class's share is tested against the reference share
-(binomial, at ``band_rate``); mean confidence, mean and variance take thresholds or a
+(Beta-binomial, at ``band_rate``, with an effect floor in Cohen's h); mean confidence, mean and variance take thresholds or a
 relative change from the reference profile's value."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from typing import Any, Mapping
 
 from monitoring import names as N
 from monitoring.alerts.promexpr import PromEnv, gauge_form, number, per_window_test, selector
-from monitoring.alerts.series.registry import (Gauge, Obs, ObserveContext, Series, band_rate, register_series,
-                                               rows_of)
+from monitoring.alerts.series.registry import (Gauge, Obs, ObserveContext, Series, band_rate, effect_floor,
+                                               register_series, rows_of)
+from monitoring.stats import rates as R
 
 
 def _predictions(report: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -27,18 +28,23 @@ def _observe_drift(rule, report: Mapping[str, Any], ctx: ObserveContext) -> dict
 
 
 def _observe_class_share(rule, report: Mapping[str, Any], ctx: ObserveContext) -> dict[str, Obs]:
-    from scipy.stats import binomtest  # here: scipy.stats would slow ``import monitoring.config``
-
+    """Two-sided Beta-binomial test of the class's count against the reference share (both
+    samples' error) at ``band_rate``, and a move of at least the effect floor in Cohen's h
+    (a rare class going from 1 % to 3 % is h = 0.15; a balanced one from 50 % to 52 % is 0.04)."""
     p = _predictions(report)
     rows, rate = rows_of(report), band_rate(rule, ctx.model)
+    ref_rows = int(report.get("reference_rows") or ctx.model.reference_rows)
     out = {}
     for cls, share in (p.get("class_share") or {}).items():
         ref = (p.get("reference_class_share") or {}).get(cls)
         if ref is None:
             continue
         k = int(round(share * rows))
-        pv = binomtest(k, rows, min(max(ref, 1.0 / (ctx.model.reference_rows + 1)), 1.0)).pvalue if rows else 1.0
-        out[cls] = Obs(share, ref, pv <= rate, f"two-sided binomial p <= {rate:.3g}", rows)
+        pv = R.two_sided_pvalue(k, rows, R.share_prior(ref * ref_rows, ref_rows))
+        h = effect_floor(rule, cls, ctx.model.rate_effect_floor)
+        moved = abs(R.cohens_h(share, ref)) >= h
+        out[cls] = Obs(share, ref, bool(rows and pv <= rate and moved),
+                       f"two-sided Beta-binomial p <= {rate:.3g} and |Cohen's h| >= {h:g}", rows)
     return out
 
 
@@ -91,8 +97,9 @@ VARIANCE = Gauge(N.M_PREDICTION_VARIANCE, None, _read_variance)
 
 register_series(Series(
     "prediction.class_share", "window", "class", "share of each predicted class", _observe_class_share,
-    band="two-sided binomial test against the reference share, at band_rate", reference=True, tunable_rate=True,
-    judged=True, gauge=CLASS_SHARE,
+    band="two-sided Beta-binomial test against the reference share (both samples' error), at band_rate, and a "
+         "move of at least the effect floor", reference=True, tunable_rate=True, judged=True, gauge=CLASS_SHARE,
+    floor_units="Cohen's h of the window's share against the reference's",
     promql=gauge_form(CLASS_SHARE, no_band_reason=per_window_test("prediction.class_share"),
                       references=_class_references),
     opt_in="prediction_drift (a default rule) tests the whole class mix; a per-class rule is for a class "

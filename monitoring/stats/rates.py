@@ -1,0 +1,101 @@
+"""Tests and effect sizes for rates: a window's count of missing values, out-of-range
+values, unseen categories or one predicted class, judged against a reference that is itself
+a finite sample.
+
+Every test here is a *predictive* test: the reference's rate is not treated as exact but
+as a Beta(a, b) distribution describing what the reference's own sample says about it, and
+the window's count is compared with the Beta-binomial that follows (the window's binomial
+error on top of the reference's). Each source of error is then accounted for once:
+
+- missing share, class share: Jeffreys' Beta(r + 1/2, n - r + 1/2) from ``r`` of ``n``
+  reference rows;
+- out-of-range share: exact under no change for a continuous feature. The reference range
+  is [min, max] of ``n`` reference values, whose outside mass is Beta(2, n - 1) (order
+  statistics), so the window's count is Beta-binomial(m, 2, n - 1): about 2/(n + 1) per
+  value, varying with the reference. Ties at the extremes (discrete features) only make
+  values outside the range rarer, so the test stays conservative there;
+- unseen categories: the chance that a new value is a category the reference never showed
+  is the reference's *missing mass*, estimated by Good-Turing as (singletons)/n; we use
+  Beta(f1 + u + 1, n - f1 - u + 1) with ``f1`` the categories seen once and ``u`` values
+  already in the reference's unseen bucket (an adopted window as reference).
+
+The effect floor is on Cohen's h, ``2 asin(sqrt(p)) - 2 asin(sqrt(p0))``, the difference
+on the scale where a proportion's sampling sd is ``1/sqrt(n)`` whatever ``p`` is: it is the
+rate counterpart of an effect in sd units (the numeric drift floor), and it makes a move
+from 1 % to 3 % (h = 0.15) matter while 50 % to 52 % (h = 0.04) does not. ``H_FLOOR``
+(0.1) is about +2 points from 1 %, +2.7 from 5 %, +4.6 from 20 %, +5 from 50 %, and 0.25
+points from zero. See docs/thresholds.md.
+
+Pure functions; scipy is imported inside them (``import monitoring.config`` stays fast).
+"""
+
+from __future__ import annotations
+
+import math
+
+#: Default effect floor for rates, in Cohen's h.
+H_FLOOR = 0.1
+
+
+def cohens_h(p: float, p0: float) -> float:
+    """Signed Cohen's h of ``p`` against ``p0`` (both clipped to [0, 1])."""
+    def phi(x: float) -> float:
+        return 2.0 * math.asin(math.sqrt(min(max(x, 0.0), 1.0)))
+    return phi(p) - phi(p0)
+
+
+def share_prior(r: float, n: float) -> tuple[float, float]:
+    """Jeffreys' Beta for a rate seen ``r`` times in ``n`` reference rows."""
+    r = min(max(r, 0.0), n)
+    return r + 0.5, n - r + 0.5
+
+
+def out_of_range_prior(n: int) -> tuple[float, float]:
+    """Beta of the probability mass outside [min, max] of ``n`` continuous reference values."""
+    return 2.0, max(float(n) - 1.0, 1.0)
+
+
+def unseen_prior(singletons: int, unseen: int, n: int) -> tuple[float, float]:
+    """Beta of the chance that a value falls in a category the reference never showed
+    (Good-Turing: singletons / n), see the module docstring."""
+    a = float(singletons + unseen + 1)
+    return a, max(float(n) - a + 2.0, 1.0)
+
+
+def prior_mean(prior: tuple[float, float]) -> float:
+    a, b = prior
+    return a / (a + b)
+
+
+def rise_pvalue(k: int, m: int, prior: tuple[float, float]) -> float:
+    """P(K >= k) for K ~ Beta-binomial(m, a, b): the chance of ``k`` or more of ``m``
+    window rows with nothing changed."""
+    from scipy.stats import betabinom
+
+    if k <= 0 or m <= 0:
+        return 1.0
+    return float(betabinom.sf(k - 1, m, *prior))
+
+
+def two_sided_pvalue(k: int, m: int, prior: tuple[float, float]) -> float:
+    """Twice the smaller tail of Beta-binomial(m, a, b) at ``k`` (capped at 1)."""
+    from scipy.stats import betabinom
+
+    if m <= 0:
+        return 1.0
+    lower = float(betabinom.cdf(k, m, *prior))
+    upper = rise_pvalue(k, m, prior)
+    return min(1.0, 2.0 * min(lower, upper))
+
+
+def upper_count(m: int, prior: tuple[float, float], rate: float) -> int:
+    """The largest window count of ``m`` the one-sided test at ``rate`` still calls normal."""
+    from scipy.stats import betabinom
+
+    return int(betabinom.isf(rate, m, *prior)) if m else 0
+
+
+def floor_count(m: int, p0: float, h: float) -> int:
+    """The smallest count of ``m`` whose rate is at least Cohen's ``h`` above ``p0``."""
+    target = math.sin(min(math.pi / 2, math.asin(math.sqrt(min(max(p0, 0.0), 1.0))) + h / 2)) ** 2
+    return min(m, math.ceil(target * m - 1e-9))
