@@ -2,13 +2,13 @@
 values, unseen categories or one predicted class, judged against a reference that is itself
 a finite sample.
 
-Every test here is a *predictive* test: the reference's rate is not treated as exact but
-as a Beta(a, b) distribution describing what the reference's own sample says about it, and
-the window's count is compared with the Beta-binomial that follows (the window's binomial
-error on top of the reference's). Each source of error is then accounted for once:
+No test here treats the reference's rate as exact: each counts the reference's sampling
+error as well as the window's.
 
-- missing share, class share: Jeffreys' Beta(r + 1/2, n - r + 1/2) from ``r`` of ``n``
-  reference rows;
+- missing share, class share: both are counts of the same kind in two samples, so the
+  test is Fisher's exact test (the window's count given the two samples' total is
+  hypergeometric under no change: exact, conservative through discreteness, and right
+  when the reference saw none or a handful, where a Beta predictive is liberal);
 - out-of-range share: exact under no change for a continuous feature. The reference range
   is [min, max] of ``n`` reference values, whose outside mass is Beta(2, n - 1) (order
   statistics), so the window's count is Beta-binomial(m, 2, n - 1): about 2/(n + 1) per
@@ -16,8 +16,9 @@ error on top of the reference's). Each source of error is then accounted for onc
   values outside the range rarer, so the test stays conservative there;
 - unseen categories: the chance that a new value is a category the reference never showed
   is the reference's *missing mass*, estimated by Good-Turing as (singletons)/n; we use
-  Beta(f1 + u + 1, n - f1 - u + 1) with ``f1`` the categories seen once and ``u`` values
-  already in the reference's unseen bucket (an adopted window as reference).
+  a Beta with that mean (plus ``u``, values already in the reference's unseen bucket when a
+  window was adopted as the reference) and the estimator's variance ``(f1 + 2 f2)/n^2``
+  (``f2``: categories seen twice).
 
 The effect floor is on Cohen's h, ``2 asin(sqrt(p)) - 2 asin(sqrt(p0))``, the difference
 on the scale where a proportion's sampling sd is ``1/sqrt(n)`` whatever ``p`` is: it is the
@@ -50,16 +51,41 @@ def share_prior(r: float, n: float) -> tuple[float, float]:
     return r + 0.5, n - r + 0.5
 
 
+def fisher_rise_pvalue(k: int, m: int, r: int, n: int) -> float:
+    """One-sided Fisher exact p-value that ``k`` of ``m`` window rows against ``r`` of ``n``
+    reference rows is a rise: P(K >= k) for K ~ Hypergeometric(n + m, r + k, m)."""
+    from scipy.stats import hypergeom
+
+    if k <= 0 or m <= 0:
+        return 1.0
+    return float(hypergeom.sf(k - 1, n + m, r + k, m))
+
+
+def fisher_two_sided(k: int, m: int, r: int, n: int) -> float:
+    """Twice the smaller one-sided Fisher exact p-value (capped at 1)."""
+    from scipy.stats import hypergeom
+
+    if m <= 0:
+        return 1.0
+    lower = float(hypergeom.cdf(k, n + m, r + k, m))
+    return min(1.0, 2.0 * min(lower, fisher_rise_pvalue(k, m, r, n)))
+
+
 def out_of_range_prior(n: int) -> tuple[float, float]:
     """Beta of the probability mass outside [min, max] of ``n`` continuous reference values."""
     return 2.0, max(float(n) - 1.0, 1.0)
 
 
-def unseen_prior(singletons: int, unseen: int, n: int) -> tuple[float, float]:
-    """Beta of the chance that a value falls in a category the reference never showed
-    (Good-Turing: singletons / n), see the module docstring."""
-    a = float(singletons + unseen + 1)
-    return a, max(float(n) - a + 2.0, 1.0)
+def unseen_prior(once: int, twice: int, unseen: int, n: int) -> tuple[float, float]:
+    """Beta of the chance that a value falls in a category the reference never showed:
+    mean ``(f1 + u + 1) / (n + 1)`` (Good-Turing), variance ``(f1 + 2 f2 + u + 1) / n^2``
+    (the Good-Turing estimator's own variance: a reference that missed a category of middling
+    frequency has few singletons to show for it), matched by moments."""
+    n = max(int(n), 1)
+    mean = min((once + unseen + 1.0) / (n + 1.0), 0.999)
+    var = (once + 2.0 * twice + unseen + 1.0) / float(n) ** 2
+    size = max(mean * (1 - mean) / min(var, mean * (1 - mean) * 0.999) - 1.0, 1e-3)
+    return mean * size, (1 - mean) * size
 
 
 def prior_mean(prior: tuple[float, float]) -> float:

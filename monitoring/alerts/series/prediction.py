@@ -1,7 +1,7 @@
 """Prediction series: the distribution of the model's answers in a window. The p-value of
 the prediction-distribution test (chi-square on the class mix, KS on regression outputs)
 has a band of its own; each class's share is tested against the reference share
-(Beta-binomial, at ``band_rate``, with an effect floor in Cohen's h); mean confidence, mean and variance take thresholds or a
+(Fisher's exact test, at ``band_rate``, with an effect floor in Cohen's h); mean confidence, mean and variance take thresholds or a
 relative change from the reference profile's value."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _observe_drift(rule, report: Mapping[str, Any], ctx: ObserveContext) -> dict
 
 
 def _observe_class_share(rule, report: Mapping[str, Any], ctx: ObserveContext) -> dict[str, Obs]:
-    """Two-sided Beta-binomial test of the class's count against the reference share (both
+    """Two-sided Fisher exact test of the class's count against the reference's (both
     samples' error) at ``band_rate``, and a move of at least the effect floor in Cohen's h
     (a rare class going from 1 % to 3 % is h = 0.15; a balanced one from 50 % to 52 % is 0.04)."""
     p = _predictions(report)
@@ -40,7 +40,7 @@ def _observe_class_share(rule, report: Mapping[str, Any], ctx: ObserveContext) -
         if ref is None:
             continue
         k = int(round(share * rows))
-        pv = R.two_sided_pvalue(k, rows, R.share_prior(ref * ref_rows, ref_rows))
+        pv = R.fisher_two_sided(k, rows, int(round(ref * ref_rows)), ref_rows)
         h = effect_floor(rule, cls, ctx.model.rate_effect_floor)
         moved = abs(R.cohens_h(share, ref)) >= h
         out[cls] = Obs(share, ref, bool(rows and pv <= rate and moved),
@@ -97,7 +97,7 @@ VARIANCE = Gauge(N.M_PREDICTION_VARIANCE, None, _read_variance)
 
 register_series(Series(
     "prediction.class_share", "window", "class", "share of each predicted class", _observe_class_share,
-    band="two-sided Beta-binomial test against the reference share (both samples' error), at band_rate, and a "
+    band="two-sided Fisher exact test against the reference's count (both samples' error), at band_rate, and a "
          "move of at least the effect floor", reference=True, tunable_rate=True, judged=True, gauge=CLASS_SHARE,
     floor_units="Cohen's h of the window's share against the reference's",
     promql=gauge_form(CLASS_SHARE, no_band_reason=per_window_test("prediction.class_share"),

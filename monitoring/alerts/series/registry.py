@@ -52,9 +52,9 @@ class RuleContext:
     error_rate: float
     #: default effect floor of rate series (Cohen's h; see :mod:`monitoring.stats.rates`)
     rate_effect_floor: float = H_FLOOR
-    #: per categorical feature: (categories seen once, values in the unseen bucket) in the
-    #: reference, for the unseen-category test (missing: the test assumes none seen once)
-    reference_singletons: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    #: per categorical feature: (categories seen once, seen twice, values in the unseen bucket)
+    #: in the reference, for the unseen-category test (missing: the test assumes none)
+    reference_singletons: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def test_a_missing_share_doubling_is_flagged_and_sampling_noise_is_not():
 def test_a_tiny_rise_in_a_huge_window_is_significant_but_below_the_floor():
     # +1 point on 10 % at 20,000 rows against 50,000: p ~ 1e-4, Cohen's h 0.03 < 0.1
     report = _quality(20_000, 50_000, a=(0.112, 0.10))
-    assert R.rise_pvalue(2240, 20_000, R.share_prior(5000, 50_000)) < 1e-4
+    assert R.fisher_rise_pvalue(2240, 20_000, 5000, 50_000) < 1e-4
     assert _flags(MISSING, report) == {"a": False}
     no_floor = MISSING.model_copy(update={"effect_floor": 0.0})
     assert _flags(no_floor, report) == {"a": True}
@@ -109,7 +109,7 @@ def test_unseen_categories_are_judged_against_the_reference_missing_mass():
     once = int((ref == 1).sum())
     unseen_mass = float(freqs[ref == 0].sum())
     assert once > 0 and unseen_mass > 0.01                   # a 300-row reference misses real categories
-    ctx = RuleContext(**{**CTX.__dict__, "reference_singletons": {"c": (once, 0)}})
+    ctx = RuleContext(**{**CTX.__dict__, "reference_singletons": {"c": (once, int((ref == 2).sum()), 0)}})
     rule = RuleSpec(name="u", series="quality.unseen_rate", outside_band=True, band_rate=1e-3)
 
     def report(share: float) -> dict:
