@@ -24,8 +24,8 @@ The effect floor is on Cohen's h, ``2 asin(sqrt(p)) - 2 asin(sqrt(p0))``, the di
 on the scale where a proportion's sampling sd is ``1/sqrt(n)`` whatever ``p`` is: it is the
 rate counterpart of an effect in sd units (the numeric drift floor), and it makes a move
 from 1 % to 3 % (h = 0.15) matter while 50 % to 52 % (h = 0.04) does not. ``H_FLOOR``
-(0.1) is about +2 points from 1 %, +2.7 from 5 %, +4.6 from 20 %, +5 from 50 %, and 0.25
-points from zero. See docs/thresholds.md.
+(0.1) is a rise of 0.25 points from zero, 1.2 from 1 %, 2.4 from 5 %, 3.2 from 10 %, 4.1
+from 20 % and 5 from 50 %. See docs/thresholds.md.
 
 Pure functions; scipy is imported inside them (``import monitoring.config`` stays fast).
 """

@@ -7,7 +7,7 @@ as the window's (see :mod:`monitoring.stats.rates`: Fisher's exact test for miss
 shares, an exact Beta-binomial for out-of-range values, a Good-Turing Beta-binomial for
 unseen categories), at the rule's ``band_rate``, AND a rise of at least the
 effect floor in Cohen's h (``rule.effect_floor`` / ``effect_floors`` per feature, default
-``RuleContext.rate_effect_floor``, 0.1: e.g. 10 % -> 12.9 %, 0 -> 0.25 %). Counts are
+``RuleContext.rate_effect_floor``, 0.1: e.g. 10 % -> 13.2 %, 0 -> 0.25 %). Counts are
 recovered from the report's rates and row counts (missing shares are of all rows,
 out-of-range and unseen shares of the non-missing ones). Such a test needs the window's
 counts, which Prometheus does not have, so the bands have no PromQL form; thresholds and
