@@ -42,7 +42,8 @@ SERIES = {"missing": "quality.missing_rate", "out_of_range": "quality.out_of_ran
 SCENARIOS = {
     "missing": {"null": "10 % missing", "near": "11 % (+1 point)", "shift": "22 %"},
     "out_of_range": {"null": "N(0, 1)", "near": "mean +0.02 sd", "shift": "2 % sentinel values below the range"},
-    "unseen": {"null": "Zipf, 50 categories", "near": "+0.2 points of new values", "shift": "a new category at 5 %"},
+    "unseen": {"null": "Zipf, 50 categories", "near": "seen categories' shares moved +-1 point (no new values)",
+               "shift": "a new category at 5 %"},
     "class_share_rare": {"null": "1 % positive", "near": "1.2 %", "shift": "3 %"},
     "class_share_balanced": {"null": "50 %", "near": "52 % (+2 points)", "shift": "60 %"},
 }
@@ -134,7 +135,7 @@ def draw_reference(kind: str, n: int, rng: np.random.Generator) -> Reference:
         once, twice = int((counts == 1).sum()), int((counts == 2).sum())
         prior = R.unseen_prior(once, twice, 0, n)
         return Reference(lambda k, m: _quality(m, n, "unseen_rate", k / m), _ctx(n, (once, twice, 0)),
-                         {"null": u, "near": u + 0.002 * (1 - u), "shift": 0.05 + 0.95 * u}, prior,
+                         {"null": u, "near": u, "shift": 0.05 + 0.95 * u}, prior,
                          R.prior_mean(prior))
     p0, near, shift = (0.01, 0.012, 0.03) if kind == "class_share_rare" else (0.5, 0.52, 0.6)
     r = rng.binomial(n, p0)

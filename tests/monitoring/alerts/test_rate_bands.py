@@ -145,3 +145,22 @@ def test_the_performance_band_counts_the_validation_sets_error_and_has_a_floor()
     assert wide.values["accuracy"] - wide.band(4000)["accuracy"][0] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="unknown metric"):
         PerformanceConfig(effect_floors={"acc": 0.1})
+
+
+@pytest.mark.parametrize("series, key, ref, moved, tiny", [
+    ("prediction.mean", "mean", 10.0, 10.6, 10.1),              # sd 2: +0.3 sd vs +0.05 sd
+    ("prediction.variance", "variance", 4.0, 9.0, 4.32),         # sd x1.5 vs x1.04
+    ("prediction.confidence", "mean_confidence", 0.90, 0.85, 0.885)])
+def test_prediction_moments_flag_a_real_move_and_not_a_tiny_one_on_a_huge_window(series, key, ref, moved, tiny):
+    rule = RuleSpec(name="p", series=series, outside_band=True, band_rate=1e-4)
+
+    def report(value: float, rows: int) -> dict:
+        p = {key: value, f"reference_{key}": ref}
+        if key == "mean":
+            p.update(variance=4.0, reference_variance=4.0)
+        return {"rows": rows, "reference_rows": 50_000, "too_small": False, "predictions": p}
+
+    assert _flags(rule, report(moved, 1000)) == {"": True}
+    assert _flags(rule, report(tiny, 20_000)) == {"": False}
+    assert _flags(rule.model_copy(update={"effect_floor": 0.0}), report(tiny, 20_000)) == {"": True}  # significant
+    assert _flags(rule, report(moved, 10)) == {"": False}       # ten rows prove nothing
