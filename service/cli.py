@@ -283,6 +283,7 @@ def export_prometheus(
 ) -> None:
     """Write a Prometheus alerting-rules file equivalent to the model's active rules."""
     from monitoring.alerts import active_rules
+    from monitoring.alerts.defaults import ModelShape
     from monitoring.config import ConfigError
     from monitoring.stats.performance import HIGHER_IS_BETTER
     from service.settings import load_server_settings
@@ -295,7 +296,9 @@ def export_prometheus(
         loaded = load(settings.model)
     except (ConfigError, RegistrationError) as exc:
         _fail(str(exc))
-    rules = active_rules(settings, loaded.schema.task, loaded.profile.detector is not None)
+    shape = ModelShape(reference_rows=loaded.profile.rows, validation_rows=loaded.meta.get("n_validation"),
+                       features=len(loaded.schema.names), categorical=len(loaded.schema.categorical))
+    rules = active_rules(settings, loaded.schema.task, loaded.profile.detector is not None, shape)
     text = render(rules, model=loaded.tag, window_seconds=settings.window_seconds, drift_alpha=settings.drift_alpha,
                   error_rate=settings.alert_error_rate,
                   references=references_from(loaded.profile, loaded.schema, loaded.meta.get("baseline", {})),
