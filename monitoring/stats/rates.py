@@ -20,7 +20,8 @@ error as well as the window's.
   window was adopted as the reference) and the estimator's variance ``(f1 + 2 f2)/n^2``
   (``f2``: categories seen twice).
 
-The effect floor is on Cohen's h, ``2 asin(sqrt(p)) - 2 asin(sqrt(p0))``, the difference
+The effect floor is on Cohen's h (and the change must be *significantly* larger than it:
+:func:`beyond_floor`), ``2 asin(sqrt(p)) - 2 asin(sqrt(p0))``, the difference
 on the scale where a proportion's sampling sd is ``1/sqrt(n)`` whatever ``p`` is: it is the
 rate counterpart of an effect in sd units (the numeric drift floor), and it makes a move
 from 1 % to 3 % (h = 0.15) matter while 50 % to 52 % (h = 0.04) does not. ``H_FLOOR``
@@ -43,6 +44,23 @@ def cohens_h(p: float, p0: float) -> float:
     def phi(x: float) -> float:
         return 2.0 * math.asin(math.sqrt(min(max(x, 0.0), 1.0)))
     return phi(p) - phi(p0)
+
+
+def beyond_floor(h: float, floor: float, m: int, n_ref: float, rate: float) -> bool:
+    """Whether a change of Cohen's ``h`` (window of ``m`` rows against a reference worth
+    ``n_ref`` rows) is *significantly larger than the floor*: a minimum-effect test on the
+    arcsine scale, where each side's sampling variance is 1/size,
+    ``(h - floor) / sqrt(1/m + 1/n_ref) >= Phi^-1(1 - rate)``.
+
+    This is what keeps near-nulls quiet: a change smaller than the floor (50 % -> 52 %
+    against a floor of 5 points) passes it with probability at most ``rate`` however the
+    window's noise falls, whereas "significant and the point estimate above the floor"
+    fires whenever noise pushes the estimate over (0.3 % of 1,000-row windows there)."""
+    from scipy.stats import norm
+
+    if m <= 0 or n_ref <= 0:
+        return False
+    return (h - floor) / math.sqrt(1.0 / m + 1.0 / n_ref) >= float(norm.isf(rate))
 
 
 def share_prior(r: float, n: float) -> tuple[float, float]:

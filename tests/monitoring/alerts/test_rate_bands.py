@@ -75,7 +75,7 @@ def test_cohens_h_makes_a_rare_class_tripling_matter_and_a_two_point_move_on_a_b
         return {"rows": rows, "reference_rows": 50_000, "too_small": False, "predictions": {
             "class_share": {"0": 1 - share1, "1": share1}, "reference_class_share": {"0": 1 - ref1, "1": ref1}}}
 
-    assert _flags(rule, report(0.03, 0.01, 5000))["1"] is True
+    assert _flags(rule, report(0.03, 0.01, 20_000))["1"] is True
     assert _flags(rule, report(0.52, 0.50, 20_000)) == {"0": False, "1": False}
 
 
