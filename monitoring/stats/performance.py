@@ -124,11 +124,14 @@ def _metrics(task: str, y_true, y_pred, proba, k: int) -> dict[str, float]:
 class Baseline:
     """The validation set as the yardstick: baseline metrics and bootstrap bands at any size.
 
-    The band at ``n`` labels is ``baseline +- max(k * sqrt(se_val^2 + se_n^2), floor)``:
-    ``se_n`` is the metric's bootstrap sd at ``n`` rows (a window's own sampling error),
-    ``se_val`` the sd at the validation set's own size (the baseline is itself an estimate
-    from a finite sample, and every window is compared with the same one), and ``floor``
-    the effect floor, so that a band never shrinks to a point as windows grow.
+    The band at ``n`` labels is ``baseline +- max(floor, floor / 2 + k * sqrt(se_val^2 +
+    se_n^2))``: ``se_n`` is the metric's bootstrap sd at ``n`` rows (a window's own sampling
+    error), ``se_val`` the sd at the validation set's own size (the baseline is itself an
+    estimate from a finite sample, and every window is compared with the same one), and
+    ``floor`` the effect floor: a drop must be at least the floor and significantly more
+    than half of it (as for rates, :func:`monitoring.stats.rates.beyond_floor`), so the band
+    never shrinks to a point as windows grow and a drop below half the floor is flagged at
+    most at the band's rate.
 
     Parameters
     ----------
@@ -183,7 +186,8 @@ class Baseline:
         out = {}
         for key, base in self.values.items():
             if key in sd:
-                half = max(s * math.hypot(sd[key], sd_val.get(key, 0.0)), self.effect_floor(key))
+                floor = self.effect_floor(key)
+                half = max(floor, floor / 2 + s * math.hypot(sd[key], sd_val.get(key, 0.0)))
                 lo, hi = base - half, base + half
                 metric = PERFORMANCE_METRICS[key]
                 if metric.lower is not None:

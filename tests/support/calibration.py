@@ -186,7 +186,7 @@ def boundary(rule: RuleSpec, ref: Reference, m: int) -> tuple[int, int]:
     two = rule.series == "prediction.class_share"
     d = betabinom(m, *ref.prior)
     sig = int(d.isf(rate / 2 if two else rate)) + 1
-    h = h + float(norm.isf(rate / 2 if two else rate)) * math.sqrt(1 / m + 1 / (sum(ref.prior) + 1))  # beyond_floor
+    h = max(h, h / 2 + float(norm.isf(rate / 2 if two else rate)) * math.sqrt(1 / m + 1 / (sum(ref.prior) + 1)))
     hi_guess = max(sig, R.floor_count(m, ref.p0, min(h, math.pi)))
 
     def abn(k: int) -> bool:

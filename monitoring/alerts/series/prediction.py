@@ -32,9 +32,9 @@ def _observe_drift(rule, report: Mapping[str, Any], ctx: ObserveContext) -> dict
 
 def _observe_class_share(rule, report: Mapping[str, Any], ctx: ObserveContext) -> dict[str, Obs]:
     """Two-sided Fisher exact test of the class's count against the reference's (both
-    samples' error) at ``band_rate``, and a move significantly larger than the effect floor
-    in Cohen's h (a rare class going from 1 % to 3 % is h = 0.15; a balanced one from 50 % to
-    52 % is 0.04)."""
+    samples' error) at ``band_rate``, and a move beyond the effect floor in Cohen's h (a rare class going from 1 % to 3 % is h = 0.15; a balanced one from 50 % to
+    52 % is 0.04); beyond the floor means at least it and significantly more than half of it
+    (:func:`~monitoring.stats.rates.beyond_floor`)."""
     p = _predictions(report)
     rows, rate = rows_of(report), band_rate(rule, ctx.model)
     ref_rows = int(report.get("reference_rows") or ctx.model.reference_rows)
@@ -48,7 +48,7 @@ def _observe_class_share(rule, report: Mapping[str, Any], ctx: ObserveContext) -
         h = effect_floor(rule, cls, ctx.model.rate_effect_floor)
         moved = R.beyond_floor(abs(R.cohens_h(share, ref)), h, rows, ref_rows, rate / 2)
         out[cls] = Obs(share, ref, bool(rows and pv <= rate and moved),
-                       f"two-sided Fisher p <= {rate:.3g} and |Cohen's h| significantly above {h:g}", rows)
+                       f"two-sided Fisher p <= {rate:.3g} and |Cohen's h| beyond the floor {h:g}", rows)
     return out
 
 

@@ -1,13 +1,13 @@
 """Data-quality series, per feature: the share of missing values, of values outside the
 reference range, and of categories the reference never showed.
 
-Each band is a rise that is both *significant* and *larger than the floor*: a one-sided
+Each band is a rise that is both *significant* and *beyond the floor*: a one-sided
 test of the window's count that accounts for the sampling error of the reference as well
 as the window's (see :mod:`monitoring.stats.rates`: Fisher's exact test for missing
 shares, an exact Beta-binomial for out-of-range values, a Good-Turing Beta-binomial for
-unseen categories), at the rule's ``band_rate``, AND a rise significantly larger than
-the effect floor in Cohen's h (:func:`~monitoring.stats.rates.beyond_floor`, at the same
-rate, the reference worth its rows or its Beta prior's size; ``rule.effect_floor`` /
+unseen categories), at the rule's ``band_rate``, AND a rise of at least the effect floor
+in Cohen's h, significantly more than half of it (:func:`~monitoring.stats.rates.beyond_floor`,
+at the same rate, the reference worth its rows or its Beta prior's size; ``rule.effect_floor`` /
 ``effect_floors`` per feature, default ``RuleContext.rate_effect_floor``, 0.1: 10 % ->
 13.2 %, 0 -> 0.25 %). Counts are
 recovered from the report's rates and row counts (missing shares are of all rows,
@@ -81,7 +81,7 @@ def _observer(key: str, reference: Callable[[Mapping[str, Any]], float], prior: 
             effect = R.cohens_h(k / m, p0) if m else 0.0
             abnormal = bool(p <= rate and R.beyond_floor(effect, h, m, sum(beta) + 1, rate))
             bound = (f"{k} of {m}: p = {p:.3g} (flags at <= {rate:.3g}), Cohen's h = {effect:.3f}, "
-                     f"significantly above the floor {h:g}: {'yes' if abnormal else 'no'}")
+                     f"beyond the floor {h:g}: {'yes' if abnormal else 'no'}")
             out[name] = Obs(v, reference(qd), abnormal, bound, rows)
         return out
     return observe
