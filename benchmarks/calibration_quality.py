@@ -135,13 +135,13 @@ Scenarios (the reference is always drawn from the null):
 
 {rates}
 
-A near-null is a real, tiny change: a test at rate b has power of at least b against it, so
-near-null rates are a small multiple of b where the window is small against the floor (50
-rows, or a 1 % class in 1,000 rows) or the reference is small (300 rows: when its own
-missing share came out low, +1 point can pass both test and floor). Unseen categories with
-a 300-row reference of a 50-category Zipf feature are hard to tell from the categories the
-reference missed by chance (its unseen mass has a relative sd near 50 %), so a new
-category at 5 % is caught only from 5,000-row references on.
+Every near-null here is below half the effect floor, so the floor's minimum-effect test
+keeps it within b (with the point estimate alone, 50 % -> 52 % fired in 0.3 % and +1 point
+of missing in 0.2 % of 1,000-row windows). Power is what the two samples allow: a
+300-row reference knows its missing share to +-1.7 points and its range's outside mass
+and unseen-category mass only roughly (a 50-category Zipf feature's unseen mass has a
+relative sd near 50 %), so out-of-range sentinels at 2 % and a new category at 5 % are
+caught from 5,000-row references on; 50-row windows catch little by design.
 
 ## Performance band (performance_drop, accuracy)
 
