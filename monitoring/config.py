@@ -83,6 +83,14 @@ class Settings(BaseModel):
     alert_default_rules: bool = Field(True, description="Guard every model with the default rule set.")
     alert_false_alerts_per_week: float = Field(1.0, gt=0, description="False-alert budget the default rules "
                                                                      "are derived from (per model, at window_seconds).")
+    alert_rows_per_second: float | None = Field(
+        None, gt=0, description="Expected traffic, rows/s: the budget counts windows closing by rows at this rate "
+                                "when they close faster than by time (None: windows assumed to close by time).")
+    rate_effect_floor: float = Field(0.1, ge=0, description="Smallest change of a rate (missing, unseen, class "
+                                                            "share...) a band flags, in Cohen's h (docs/thresholds.md).")
+    performance_effect_floors: dict[str, float] = Field(
+        default_factory=dict, description="Smallest drop the performance band flags, per metric, in its units "
+                                          "(default 0.02 for metrics on [0, 1], else 2 % of the baseline).")
     alert_error_rate: float = Field(0.01, gt=0, lt=1, description="Server error rate still considered normal.")
     alert_webhooks: list[WebhookSpec] = Field(default_factory=list, description="Webhooks alerts are POSTed to.")
     alert_trace_url: str | None = Field(None, description="Link template for a trace id, e.g. "
@@ -194,6 +202,7 @@ def _read_file(path: str | os.PathLike[str], fields: tuple[str, ...] = FIELDS) -
 
 
 _JSON_SETTINGS = {"privacy": '{"ssn": "drop"}', "performance_floors": '{"accuracy": 0.9}',
+                  "performance_effect_floors": '{"accuracy": 0.01}',
                   "alert_rules": '[{"name": "slow", "series": "serving.latency_p99", "above": 0.5}]',
                   "alert_webhooks": '[{"url": "https://hooks.example.com/vigil"}]'}
 

@@ -44,6 +44,10 @@ class RuleSpec(BaseModel):
     relative_change: float | None = Field(None, gt=0)
     direction: Literal["up", "down", "both"] = "both"
     band_rate: float | None = Field(None, gt=0, lt=0.5, description="per-window false-alarm rate of the band test")
+    effect_floor: float | None = Field(None, ge=0, description="smallest change the band flags, in the series' "
+                                       "floor units (Cohen's h for rates, the metric's units for performance)")
+    effect_floors: dict[str, float] = Field(default_factory=dict,
+                                            description="effect_floor per feature, class or metric")
     for_windows: int = Field(1, ge=1, le=1000)
     for_seconds: float = Field(0.0, ge=0)
     resolve_windows: int = Field(1, ge=1, le=1000)
@@ -68,6 +72,11 @@ class RuleSpec(BaseModel):
             raise ValueError(f"rule {self.name!r}: series {self.series} has no reference value for relative_change")
         if self.band_rate is not None and not s.tunable_rate:
             raise ValueError(f"rule {self.name!r}: series {self.series}'s band has a fixed rate; band_rate does not apply")
+        if (self.effect_floor is not None or self.effect_floors) and (not self.outside_band or s.floor_units is None):
+            raise ValueError(f"rule {self.name!r}: effect_floor applies to outside_band on a series with a floor "
+                             f"({', '.join(k for k, v in SERIES.items() if v.floor_units)})")
+        if any(v < 0 for v in self.effect_floors.values()):
+            raise ValueError(f"rule {self.name!r}: effect_floors must be >= 0")
         if s.label is None and self.label is not None:
             raise ValueError(f"rule {self.name!r}: series {self.series} has no {self.label!r}; remove label")
         if s.label == "metric" and self.label is None:

@@ -42,6 +42,7 @@ import numpy as np
 
 from monitoring import names as N
 from monitoring.alerts import SERIES, TASK_METRICS, RuleContext, active_rules, check_labels
+from monitoring.alerts.defaults import ModelShape, default_context, performance_plan
 from monitoring.config import Settings
 from monitoring.intake.outcomes import RequestIds
 from monitoring.alerts.gauges import publish_performance, publish_report
@@ -63,7 +64,7 @@ from monitoring.stats.dle import Dle
 from monitoring.stats.evaluate import DriftConfig, WindowEvaluator
 from monitoring.stats.multivariate import PcaDetector
 from monitoring.stats.performance import Baseline, Cbpe, PerformanceConfig
-from monitoring.stats.profile import Profile
+from monitoring.stats.profile import Profile, singletons
 from monitoring.stats.serving import ServingStats
 from monitoring.store import KEEP_SKETCHES, Store, StoreUnavailable
 
@@ -124,7 +125,8 @@ class ModelMonitor:
         self.tag = model.tag
         self.schema = model.schema
         self.worker = worker or worker_id()
-        self.rules = active_rules(settings, model.schema.task, model.profile.detector is not None)
+        self.shape = _shape(model)
+        self.rules = active_rules(settings, model.schema.task, model.profile.detector is not None, self.shape)
         self.metrics = Metrics(meter=telemetry.meter, domains={
             N.DOMAIN_FEATURES: model.schema.names, N.DOMAIN_CLASSES: [str(c) for c in model.schema.classes],
             N.DOMAIN_RULES: [d.rule.name for d in self.rules]})
@@ -163,7 +165,8 @@ class ModelMonitor:
         schema, profile, s = self.schema, self.model.profile, self.settings
         ctx = RuleContext(features=tuple(schema.names), classes=tuple(str(c) for c in schema.classes),
                           metrics=TASK_METRICS[schema.task], reference_rows=profile.rows,
-                          drift_alpha=s.drift_alpha, error_rate=s.alert_error_rate)
+                          drift_alpha=s.drift_alpha, error_rate=s.alert_error_rate,
+                          rate_effect_floor=s.rate_effect_floor, reference_singletons=singletons(profile))
         check_labels(self.rules, ctx)
         sinks = build_sinks(list(s.alert_webhooks), tracer=telemetry.tracer, otel_logger=telemetry.logger)
         notifier = Notifier(self.store, self.tag, sinks, self.worker, metrics=self.metrics)
@@ -260,6 +263,7 @@ class ModelMonitor:
         self.windows.set_reference(ref, evaluator)
         self.evaluator = evaluator
         self.alert_engine.ctx.reference_rows = ref.rows
+        self.alert_engine.ctx.reference_singletons = singletons(ref)
         self._reference_version = version
         log.info("adopted window %d of %s as the drift reference (version %d, %d rows)", wid, self.tag,
                  version, ref.rows)
@@ -334,14 +338,23 @@ def _performance(settings: Settings, model: ModelInfo) -> tuple[Baseline, Cbpe |
     """The validation baseline (bands), the CBPE estimator (classifiers with probabilities)
     and the performance settings."""
     y_true, y_pred, proba = model.validation
+    sigmas, _, _ = performance_plan(default_context(settings, model.schema.task, model.profile.detector is not None,
+                                                    _shape(model)))
     pconf = PerformanceConfig(coverage_target=settings.label_coverage_target,
-                              max_label_delay=settings.label_max_delay_seconds,
-                              floors=dict(settings.performance_floors))
+                              max_label_delay=settings.label_max_delay_seconds, band_sigmas=sigmas,
+                              floors=dict(settings.performance_floors),
+                              effect_floors=dict(settings.performance_effect_floors))
     task, k = model.schema.task, len(model.schema.classes)
     baseline = Baseline(task, y_true, y_pred, proba, k, model.in_sample, pconf)
     cbpe = (Cbpe(y_true, proba) if task == "classification" and proba is not None
             and len(set(y_true.tolist())) > 1 else None)
     return baseline, cbpe, pconf
+
+
+def _shape(model: ModelInfo) -> ModelShape:
+    """The sizes the default rules' derivation reads (monitoring.alerts.defaults)."""
+    return ModelShape(reference_rows=model.profile.rows, validation_rows=len(model.validation[0]),
+                      features=len(model.schema.names), categorical=len(model.schema.categorical))
 
 
 def prepare_in_background(evaluator: WindowEvaluator, rows: int) -> threading.Thread:

@@ -64,6 +64,7 @@ def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict
 
 # -- per-window performance: realized, band, estimate ----------------------------------------
 
+import math  # noqa: E402
 import threading  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
@@ -73,8 +74,28 @@ from monitoring.values import json_ready  # noqa: E402
 
 
 
+#: Default effect floor of the performance band: a change smaller than this is never
+#: flagged, however many labels a window has. In the metric's own units for metrics on
+#: [0, 1] (accuracy, precision, recall, f1, roc_auc: 0.02 is two points); for unbounded
+#: metrics (log_loss, mse, rmse, mae, mape, r2) as a share of the baseline's magnitude (2 %).
+PERFORMANCE_EFFECT_FLOOR = 0.02
+
+
+def default_effect_floor(metric: str, baseline: float) -> float:
+    """The default effect floor of ``metric`` at ``baseline`` (see PERFORMANCE_EFFECT_FLOOR)."""
+    m = PERFORMANCE_METRICS[metric]
+    if m.lower == 0.0 and m.upper == 1.0:
+        return PERFORMANCE_EFFECT_FLOOR
+    return PERFORMANCE_EFFECT_FLOOR * abs(baseline)
+
+
 @dataclass(frozen=True)
 class PerformanceConfig:
+    """``band_sigmas``: the band's half-width in standard errors of the difference between a
+    window's metric and the baseline (both sampled); ``effect_floors``: per-metric floors
+    in the metric's units, replacing :func:`default_effect_floor`; ``floors``: absolute
+    floors (or ceilings, for error metrics) the metric must never cross."""
+
     min_labels: int = 30
     min_per_class: int = 5
     band_sigmas: float = 3.0
@@ -82,13 +103,16 @@ class PerformanceConfig:
     coverage_target: float = 0.95
     max_label_delay: float = 7 * 24 * 3600.0
     floors: dict[str, float] = field(default_factory=dict)
+    effect_floors: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.min_labels < 1 or self.bootstrap < 20 or self.band_sigmas <= 0:
             raise ValueError("min_labels >= 1, bootstrap >= 20 and band_sigmas > 0 are required")
-        for k in self.floors:
+        for k, v in [*self.floors.items(), *self.effect_floors.items()]:
             if k not in HIGHER_IS_BETTER:
                 raise ValueError(f"floor for unknown metric {k!r}; known: {', '.join(HIGHER_IS_BETTER)}")
+        if any(v < 0 for v in self.effect_floors.values()):
+            raise ValueError("effect floors must be >= 0")
 
 
 def _metrics(task: str, y_true, y_pred, proba, k: int) -> dict[str, float]:
@@ -99,6 +123,15 @@ def _metrics(task: str, y_true, y_pred, proba, k: int) -> dict[str, float]:
 
 class Baseline:
     """The validation set as the yardstick: baseline metrics and bootstrap bands at any size.
+
+    The band at ``n`` labels is ``baseline +- max(floor, floor / 2 + k * sqrt(se_val^2 +
+    se_n^2))``: ``se_n`` is the metric's bootstrap sd at ``n`` rows (a window's own sampling
+    error), ``se_val`` the sd at the validation set's own size (the baseline is itself an
+    estimate from a finite sample, and every window is compared with the same one), and
+    ``floor`` the effect floor: a drop must be at least the floor and significantly more
+    than half of it (as for rates, :func:`monitoring.stats.rates.beyond_floor`), so the band
+    never shrinks to a point as windows grow and a drop below half the floor is flagged at
+    most at the band's rate.
 
     Parameters
     ----------
@@ -143,13 +176,19 @@ class Baseline:
             self._bands[g] = sd
         return sd
 
+    def effect_floor(self, metric: str) -> float:
+        floors = self.config.effect_floors
+        return floors[metric] if metric in floors else default_effect_floor(metric, self.values[metric])
+
     def band(self, n: int) -> dict[str, tuple[float, float]]:
-        sd = self.sd(n)
+        sd, sd_val = self.sd(n), self.sd(len(self.y_true))
         s = self.config.band_sigmas
         out = {}
         for key, base in self.values.items():
             if key in sd:
-                lo, hi = base - s * sd[key], base + s * sd[key]
+                floor = self.effect_floor(key)
+                half = max(floor, floor / 2 + s * math.hypot(sd[key], sd_val.get(key, 0.0)))
+                lo, hi = base - half, base + half
                 metric = PERFORMANCE_METRICS[key]
                 if metric.lower is not None:
                     lo = max(lo, metric.lower)

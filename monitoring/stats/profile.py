@@ -359,3 +359,10 @@ def edges_from_sample(schema: ModelSchema, numeric_sample: np.ndarray, n_bins: i
 def out_of_range(sketch: NumericSketch) -> int:
     """Values below the reference minimum or above its maximum (see :func:`edges_from_sample`)."""
     return int(sketch.counts[0] + sketch.counts[-1]) if sketch.counts.size > 1 else 0
+
+
+def singletons(profile: "Profile") -> dict[str, tuple[int, int, int]]:
+    """Per categorical feature: (categories seen once, seen twice, values in the unseen
+    bucket), what the unseen-category test's Good-Turing estimate reads (monitoring.stats.rates)."""
+    return {name: (int((sk.counts == 1).sum()), int((sk.counts == 2).sum()), int(sk.unseen))
+            for name, sk in profile.categorical.items()}

@@ -150,6 +150,7 @@ def export_prometheus(
     """Write a Prometheus alerting-rules file equivalent to the model's active rules."""
     from models.registry import RegistrationError, load
     from monitoring.alerts import active_rules
+    from monitoring.alerts.defaults import ModelShape
     from monitoring.alerts.promql import references_from, render
     from monitoring.config import ConfigError
     from monitoring.stats.performance import HIGHER_IS_BETTER
@@ -160,7 +161,10 @@ def export_prometheus(
         loaded = load(settings.model)
     except (ConfigError, RegistrationError) as exc:
         fail(str(exc))
-    rules = active_rules(settings, loaded.schema.task, loaded.profile.detector is not None)
+    # the model's sizes, as the server derives its rules (monitoring.runtime.monitor)
+    shape = ModelShape(reference_rows=loaded.profile.rows, validation_rows=loaded.meta.get("n_validation"),
+                       features=len(loaded.schema.names), categorical=len(loaded.schema.categorical))
+    rules = active_rules(settings, loaded.schema.task, loaded.profile.detector is not None, shape)
     text = render(rules, model=loaded.tag, window_seconds=settings.window_seconds, drift_alpha=settings.drift_alpha,
                   error_rate=settings.alert_error_rate,
                   references=references_from(loaded.profile, loaded.schema, loaded.meta.get("baseline", {})),

@@ -154,7 +154,7 @@ def test_metrics_and_status_reflect_traffic(demo_server, demo_rows):
     assert "bentoml_service_request_total" in m1  # BentoML's own series stay
     assert "vigil_gpu_utilization{" not in m1  # no GPU here: the series are absent, not zero
     assert status["monitor_queue"]["processed_rows"] >= 12 and status["windows"]["store"] == "ok"
-    assert status["alerts"]["rules"] == 6 and status["alerts"]["firing"] == [] and status["alerts"]["outbox"]["failed"] == 0
+    assert status["alerts"]["rules"] == 8 and status["alerts"]["firing"] == [] and status["alerts"]["outbox"]["failed"] == 0
     assert status["monitor_queue"]["dropped_rows"] == 0
     # the start-up heap is frozen out of the cyclic GC's way (service/app.py)
     assert status["gc"]["frozen_objects"] > 100_000

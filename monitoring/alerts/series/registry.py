@@ -17,10 +17,11 @@ Pure data and pure functions: no I/O, clocks or threads.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 from monitoring.alerts.promexpr import PromQL
+from monitoring.stats.rates import H_FLOOR
 
 if TYPE_CHECKING:
     from monitoring.alerts.rules import RuleSpec
@@ -49,6 +50,11 @@ class RuleContext:
     reference_rows: int
     drift_alpha: float
     error_rate: float
+    #: default effect floor of rate series (Cohen's h; see :mod:`monitoring.stats.rates`)
+    rate_effect_floor: float = H_FLOOR
+    #: per categorical feature: (categories seen once, seen twice, values in the unseen bucket)
+    #: in the reference, for the unseen-category test (missing: the test assumes none)
+    reference_singletons: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,8 @@ class Series:
     #: the rule's state row keeps the recent windows' latency histograms (its band compares
     #: a window with them): the alert engine passes that history to the observer
     keeps_history: bool = False
+    #: what the band's effect floor is measured in (None: the band has no floor a rule can set)
+    floor_units: str | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z]+\.[a-z0-9_]+", self.name):
@@ -119,6 +127,8 @@ class Series:
             raise ValueError(f"series {self.name}: give a gauge or no_gauge_reason, not both or neither")
         if (self.promql is None) == (self.no_promql_reason is None):
             raise ValueError(f"series {self.name}: give a promql form or no_promql_reason, not both or neither")
+        if self.floor_units is not None and self.band is None:
+            raise ValueError(f"series {self.name}: an effect floor needs a band")
         if self.tunable_rate and self.band is None:
             raise ValueError(f"series {self.name}: a tunable rate needs a band")
 
@@ -140,6 +150,14 @@ def register_series(series: Series) -> Series:
 def band_rate(rule: "RuleSpec", ctx: RuleContext) -> float:
     """The per-window false-alarm rate of the rule's band test."""
     return rule.band_rate if rule.band_rate is not None else ctx.drift_alpha
+
+
+def effect_floor(rule: "RuleSpec", instance: str, default: float) -> float:
+    """The rule's effect floor for ``instance``: its ``effect_floors`` entry, else its
+    ``effect_floor``, else ``default``."""
+    if instance in rule.effect_floors:
+        return rule.effect_floors[instance]
+    return rule.effect_floor if rule.effect_floor is not None else default
 
 
 def rows_of(report: Mapping[str, Any]) -> int:

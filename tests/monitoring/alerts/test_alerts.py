@@ -8,12 +8,14 @@ import math
 import sys
 import uuid
 
+import numpy as np
 import pytest
 
 from monitoring.alerts.observers import observe_performance, observe_window
 from monitoring.runtime.alert_engine import AlertEngine, AlertOptions
 from monitoring.alerts import (AlertState, Budget, DefaultContext, DerivedRule, Obs, RuleContext, RuleSpec,
                                default_rules, evaluate_condition, merge_rules, step)
+from monitoring.alerts.defaults import budget_of, consecutive_rate, performance_plan
 from monitoring.stats.serving import LATENCY_BOUNDS, ServingSketch
 from monitoring.store import Store
 
@@ -129,26 +131,72 @@ def test_default_rules_are_derived_from_the_false_alert_budget():
                          false_alerts_per_week=1.0, multivariate=True)
     rules = {d.rule.name: d for d in default_rules(ctx)}
     assert set(rules) == {"feature_drift", "prediction_drift", "performance_drop", "error_rate", "latency_spike",
-                          "multivariate_drift"}
-    b = Budget(1.0, 300, 6)
+                          "missing_share_rise", "new_categories", "multivariate_drift"}
+    b = Budget(1.0, 300, 8)
     assert b.windows_per_week == pytest.approx(2016)
     per = b.per_rule_window
-    assert per == pytest.approx(1 / (6 * 2016))
+    assert per == pytest.approx(1 / (8 * 2016))
+    # no sizes known: independent windows, the fewest that fit the budget
     n = rules["feature_drift"].rule.for_windows
-    assert 0.01 ** n <= per < 0.01 ** (n - 1)            # the fewest windows that fit the budget
+    assert 0.01 ** n <= per < 0.01 ** (n - 1)
     n_perf = rules["performance_drop"].rule.for_windows
     assert 0.00135 ** n_perf <= per < 0.00135 ** (n_perf - 1)
     assert rules["error_rate"].rule.band_rate == pytest.approx(per)
+    assert rules["missing_share_rise"].rule.band_rate == pytest.approx(per)   # one feature
     assert rules["performance_drop"].rule.label == "accuracy"
     # the whole set's false alerts per week stay within the budget
     weekly = sum((0.01 ** rules[k].rule.for_windows) * b.windows_per_week
                  for k in ("feature_drift", "prediction_drift", "multivariate_drift"))
-    weekly += (0.00135 ** n_perf + 2 * per) * b.windows_per_week
+    weekly += (0.00135 ** n_perf + 4 * per) * b.windows_per_week
     assert weekly <= 1.0
     # a tighter budget or shorter windows need more evidence
     tight = {d.rule.name: d.rule for d in default_rules(DefaultContext("regression", 60, 0.01, 3.0, 0.01, False))}
     assert tight["feature_drift"].for_windows > n
     assert tight["performance_drop"].label == "mae"
+
+
+def test_windows_closing_by_rows_count_in_the_budget_when_they_close_faster():
+    by_time = Budget(1.0, 300, 7, window_rows=1000, rows_per_second=1.0)     # 1000 s per window: time wins
+    by_rows = Budget(1.0, 300, 7, window_rows=1000, rows_per_second=100.0)   # 10 s per window
+    assert by_time.windows_per_week == pytest.approx(2016)
+    assert by_rows.windows_per_week == pytest.approx(7 * 24 * 3600 / 10)
+    rules = {d.rule.name: d for d in default_rules(DefaultContext("classification", 300, 0.01, 3.0, 1.0, False,
+                                                                  window_rows=1000, rows_per_second=100.0))}
+    assert "closing by rows" in rules["feature_drift"].derivation
+    assert rules["error_rate"].rule.band_rate == pytest.approx(by_rows.per_rule_window)
+
+
+def test_consecutive_windows_sharing_a_reference_are_more_likely_than_alpha_to_the_n():
+    assert consecutive_rate(0.01, 0.0, 3) == pytest.approx(1e-6)
+    assert consecutive_rate(0.01, 1.0, 3) == pytest.approx(0.01)    # one shared error: waiting is no help
+    rates = [consecutive_rate(0.01, rho, 2) for rho in (0.0, 0.2, 0.5, 0.8)]
+    assert rates == sorted(rates) and rates[0] == pytest.approx(1e-4) and rates[-1] > 2e-3
+    # checked by simulation: a shared N(0, rho) and independent N(0, 1 - rho) parts, 2 in a row
+    rng = np.random.default_rng(0)
+    shared = rng.normal(size=400_000) * np.sqrt(0.5)
+    a, b = (shared + rng.normal(size=(2, 400_000)) * np.sqrt(0.5)) > 2.326
+    assert (a & b).mean() == pytest.approx(consecutive_rate(0.01, 0.5, 2), rel=0.15)
+
+
+def test_drift_rules_wait_for_more_windows_when_windows_are_large_against_the_reference():
+    def n(reference_rows: int) -> DerivedRule:
+        return {d.rule.name: d for d in default_rules(DefaultContext(
+            "classification", 300, 0.01, 3.0, 1.0, False, window_rows=1000, reference_rows=reference_rows,
+            validation_rows=reference_rows))}["feature_drift"]
+    big, small = n(50_000), n(2_000)
+    assert big.rule.for_windows < small.rule.for_windows
+    assert "E[p^" in big.derivation and "correlation 0.02" in big.derivation
+    capped = n(100)
+    assert "over budget" in capped.derivation
+
+
+def test_the_performance_band_widens_where_waiting_cannot_fit_the_budget():
+    ctx = DefaultContext("classification", 300, 0.01, 3.0, 1.0, False, window_rows=20_000, validation_rows=300)
+    k, windows, p = performance_plan(ctx)
+    assert k > 3.0 and windows == 3 and p <= budget_of(ctx).per_rule_window * 1.001
+    k_big, _, _ = performance_plan(DefaultContext("classification", 300, 0.01, 3.0, 1.0, False, window_rows=1000,
+                                                  validation_rows=50_000))
+    assert k_big == 3.0
 
 
 def test_configured_rules_override_and_disable_defaults():
