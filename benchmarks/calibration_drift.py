@@ -295,11 +295,11 @@ def main(argv=None) -> int:
         shifts = []
     else:
         sizes = [(r, w) for r in (300, 5000, 50_000) for w in (50, 1000, 20_000)]
-        refs, windows = 4, 40
-        ssizes, srefs, swin = [(50_000, 1000), (50_000, 20_000)], 2, 5
-        tails = tail_table(12_000, 4)
-        grid = [0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.3, 0.4, 0.6, 0.8]
-        shifts = smallest_shift(cfg, ("normal", "t2", "lomax"), 50_000, 1000, 1, 16, grid)
+        refs, windows = 12, 100
+        ssizes, srefs, swin = [(50_000, 1000), (50_000, 20_000), (5000, 20_000)], 3, 10
+        tails = tail_table(30_000, 10)
+        grid = [0.08, 0.09, 0.1, 0.11, 0.12, 0.13, 0.14, 0.15, 0.17, 0.2, 0.25, 0.3, 0.4, 0.6, 0.8]
+        shifts = smallest_shift(cfg, ("normal", "t2", "lomax", "nullable"), 50_000, 1000, 2, 20, grid)
     null_rows = null_table(cfg, sizes, refs, windows)
     streams = stream_table(cfg, ssizes, srefs, swin)
     text = markdown(null_rows, streams, tails, shifts, cfg, args)
