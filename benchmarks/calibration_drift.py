@@ -132,6 +132,7 @@ class Model:
 def _flags(report) -> dict[str, bool | float]:
     out: dict[str, bool | float] = {f"feature:{f.feature}": f.flagged for f in report.features}
     out.update({f"p:{f.feature}": f.p_value for f in report.features})
+    out.update({f"e:{f.feature}": f.effect for f in report.features})
     out["feature_drift (any)"] = bool(report.drifted)
     out["multivariate_drift"] = bool(report.multivariate and report.multivariate.flagged)
     out["prediction_drift"] = bool(report.predictions and report.predictions.flagged)
@@ -147,7 +148,7 @@ def run_stream(n_ref: int, n_win: int, refs: int, windows: int, stream: Stream, 
         model = Model(rng, n_ref, config)
         for j in range(windows):
             for rule, flag in _flags(model.window(*rows(rng, n_win, stream))).items():
-                kind = np.float64 if rule.startswith("p:") else bool
+                kind = np.float64 if rule[:2] in ("p:", "e:") else bool
                 out.setdefault(rule, np.zeros((refs, windows), dtype=kind))[i, j] = flag
     return out
 
@@ -183,8 +184,9 @@ def null_table(cfg: DriftConfig, sizes, refs, windows, seed=1) -> tuple[list[dic
         for name in NUMERIC + CATEGORICAL:
             p = flags[f"p:{name}"]
             k1, k2 = int((p < cfg.alpha).sum()), int((p < cfg.alpha / 26).sum())
+            k3 = int((flags[f"e:{name}"] >= cfg.effect_floor).sum())
             raw.append(dict(ref=n_ref, win=n_win, feature=name, n=p.size, alpha=k1 / p.size, alpha_hi=cp(k1, p.size)[1],
-                            alpha26=k2 / p.size, alpha26_hi=cp(k2, p.size)[1]))
+                            alpha26=k2 / p.size, alpha26_hi=cp(k2, p.size)[1], floor=k3 / p.size))
         print(f"  null ref={n_ref} win={n_win}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return rows_out, raw
 
@@ -198,7 +200,7 @@ def stream_table(cfg, sizes, refs, windows, seed=2) -> list[dict]:
     for label, stream in (("near-null", NEAR_NULL), ("shift 0.3 sd + 10 points", SHIFTED)):
         for n_ref, n_win in sizes:
             flags = run_stream(n_ref, n_win, refs, windows, stream, seed + n_ref + n_win, cfg)
-            rates = {k: float(v.mean()) for k, v in flags.items() if not k.startswith("p:")}
+            rates = {k: float(v.mean()) for k, v in flags.items() if k[:2] not in ("p:", "e:")}
             out.append(dict(stream=label, ref=n_ref, win=n_win, windows=refs * windows, **rates))
     return out
 
@@ -271,11 +273,11 @@ def markdown(null_rows, raw, streams, tails, shifts, cfg, args) -> str:
     lines += ["", "## Raw per-feature p-values on exact nulls (before Holm and the floor)", "",
               f"P(p < alpha) against {cfg.alpha:g} and P(p < alpha/26) against {cfg.alpha / 26:.2e} "
               "(Holm's first step at 26 features), with 95 % upper bounds.", "",
-              "| reference | window | feature | windows | P(p < alpha) [upper] | P(p < alpha/26) [upper] |",
-              "|---|---|---|---|---|---|"]
+              "| reference | window | feature | windows | P(p < alpha) [upper] | P(p < alpha/26) [upper] | "
+              "P(effect >= floor) |", "|---|---|---|---|---|---|---|"]
     for r in raw:
         lines.append(f"| {r['ref']:,} | {r['win']:,} | {r['feature']} | {r['n']} | {r['alpha']:.2e} "
-                     f"[{r['alpha_hi']:.1e}] | {r['alpha26']:.2e} [{r['alpha26_hi']:.1e}] |")
+                     f"[{r['alpha_hi']:.1e}] | {r['alpha26']:.2e} [{r['alpha26_hi']:.1e}] | {r['floor']:.3f} |")
     lines += ["", "## Near-null and shifted streams (share of windows flagged)", "",
               "| stream | reference | window | windows | feature_drift (any) | normal | five | prediction | "
               "multivariate |", "|---|---|---|---|---|---|---|---|---|"]

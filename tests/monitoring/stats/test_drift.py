@@ -273,8 +273,8 @@ def test_prepare_fills_exactly_the_nulls_a_window_of_that_size_needs(rows):
     """After ``prepare(m)`` a real window of m rows adds no null distribution, and its report
     is exactly that of an evaluator that was not prepared (the nulls are seeded by their
     key). At 300 rows the categorical Jensen-Shannon tests bootstrap too; x0 has missing
-    values (in the reference and the window), x1 and c0 use PSI, c1 chi-square (its effect
-    is still a bootstrapped JS distance)."""
+    values (in the reference and the window), x1 and c0 use PSI, c1 chi-square (its effect,
+    Cohen's h, needs no null)."""
     rng = np.random.default_rng(rows)
     ref_df = synth.frame(rng, 20_000)
     ref_df.loc[rng.random(len(ref_df)) < 0.05, "x0"] = np.nan
