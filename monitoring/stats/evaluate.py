@@ -192,9 +192,18 @@ class WindowEvaluator:
         return stat, float(effect)
 
     def _categorical(self, name: str, win) -> tuple[D.DriftStat, float]:
+        """The mix of the known categories: test and effect over them alone.
+
+        Values outside the known categories are left to the data-quality checks (the
+        unseen share). As one more cell of this table they made sampling look like
+        drift: the reference's unseen bucket is empty by construction while windows of
+        the same population meet the categories it missed, and an estimate of that share
+        from the reference (Good-Turing, its singletons / n) is too uncertain for the
+        table: 50 Zipf categories on a 300-row reference rejected 13 % (empty bucket) or
+        8.3 % (Good-Turing count) of null windows at a nominal 5 %, the known categories
+        alone 4.1 % (``docs/drift.md``)."""
         ref = self.reference.categorical[name]
-        rc = np.append(ref.counts, max(ref.unseen, D.unseen_prior(ref.counts))).astype(float)
-        wc = np.append(win.counts, win.unseen).astype(float)
+        rc, wc = ref.counts.astype(float), win.counts.astype(float)
         stat = D.STATISTICS[self._methods[name]](rc, wc, key=("cat", name), nulls=self.nulls)
         return stat, D.share_effect(rc, wc)
 
