@@ -5,8 +5,8 @@ Results are frozen dataclasses. A feature is flagged when its Holm-adjusted p-va
 most ``alpha`` AND its effect is at least ``effect_floor``, so that a huge window does not
 flag a negligible shift. The effects are on one scale (see docs/drift.md): for numeric
 features the tail-capped Wasserstein distance in robust sds (IQR / 1.349), for
-categorical ones the largest Cohen's h over categories (the share change in sds of its
-sampling noise). The exported *score* is ``min(effect / floor, alpha / p_holm)``: >= 1
+categorical ones the largest Cohen's h over the known categories (the share change in
+sds of its sampling noise). The exported *score* is ``min(effect / floor, alpha / p_holm)``: >= 1
 exactly when flagged, so alert rules never mix p-values and distances.
 
 Holm's correction runs over the features only: the multivariate check is its own rule and
