@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 NUMERIC = [f"x{i}" for i in range(5)]
 SHARES = np.array([0.4, 0.25, 0.15, 0.12, 0.08])
 WINDOW = 20_000
-BATCH = 5_000  # rows per /predict request: the windows fill in a few requests
+BATCH = 10_000  # rows per /predict request: a window fills in two requests
 
 
 def frame(rng, n: int, shift: dict[str, float] | None = None, points: float = 0.0) -> pd.DataFrame:
@@ -91,5 +91,6 @@ def test_near_null_traffic_flags_nothing_at_20k_row_windows_and_a_real_shift_fla
     shifted = {w["window_id"]: w for w in windows}[3]
     assert sorted(shifted["drifted"]) == ["x1", "x3"]
     assert not shifted["predictions"]["flagged"]  # the model reads x0 and c only
+    assert not (shifted["multivariate"] or {}).get("flagged"), shifted["multivariate"]
     effects = {f["feature"]: f["effect"] for f in shifted["features"]}
     assert effects["x1"] == pytest.approx(0.3, abs=0.05) and effects["x3"] == pytest.approx(0.3, abs=0.05)
