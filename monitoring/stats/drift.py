@@ -20,9 +20,9 @@ p-values:
   the reference proportions), computed once per (feature, bins, reference size, window
   size) and cached. Windows up to ``EXACT_SIZES`` rows are simulated at their own size,
   larger ones on a log grid (2^(k/8): at most 4.5 % from the true size) with the observation
-  rescaled. Each feature's null has its own random stream (seeded by its key). When an
-  observation lands in the top 1 % of the ``NULL_DRAWS`` draws, the null is redrawn with
-  ``TAIL_DRAWS`` draws; beyond their top 20 the p-value is an exponential tail fitted to
+  rescaled. Each feature's null has its own random stream (seeded by its key). When fewer
+  than ``REFINE_BELOW`` of the ``NULL_DRAWS`` draws exceed an observation, the null is
+  redrawn with ``TAIL_DRAWS`` draws; beyond their top 20 the p-value is an exponential tail fitted to
   the top 1 % (its mean excess), which overstates the lighter-than-exponential tail of
   a distance's null, so small p-values are conservative, never liberal
   (:mod:`monitoring.stats.nulls`).

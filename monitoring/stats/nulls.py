@@ -5,9 +5,10 @@ Invariants: a null is a pure function of its key (feature, statistic, bins), the
 reference proportions and sizes, and the cache's seed, so two caches (two workers, a
 prepared and a cold evaluator) give the same p-values; each key has its own random
 stream, so features' nulls are independent. Tail p-values are never below what the draws
-support: beyond the refined null's top 20 draws an exponential tail, fitted to the mean
-excess of its top 1 %, stands in; a distance's null tail is lighter than exponential,
-so the fitted tail overstates small p-values rather than understating them.
+support: the base null's Monte Carlo p-value while at least ``REFINE_BELOW`` draws exceed
+the observation, then ``TAIL_DRAWS`` more draws; beyond their top 20 an exponential tail
+fitted to the mean excess of their top 1 %. A distance's null tail is lighter than
+exponential, so the fitted tail overstates small p-values rather than understating them.
 
 Thread-safe: entries are built outside the lock and inserted under it (two threads may
 build the same entry; both are identical).
@@ -23,9 +24,13 @@ from typing import Callable
 import numpy as np
 
 NULL_DRAWS = 2000
-#: Draws of the refined null when an observation is in the base null's top 1 %: enough that
-#: the empirical p resolves Holm's first step down to 1e-3; beyond, the exponential tail of its top 1 %.
+#: Draws of the refined null when an observation is beyond all but ``REFINE_BELOW`` of the
+#: base draws: the empirical p then resolves down to 1e-3; beyond, the exponential tail.
 TAIL_DRAWS = 20_000
+#: The base null's Monte Carlo p-value (exceed + 1) / (draws + 1) is valid at any number of
+#: draws, only coarse: it is kept while at least this many draws exceed the observation
+#: (p >= 3e-3 at 2,000 draws) and refined below, where Holm's first steps need resolution.
+REFINE_BELOW = 5
 #: Windows up to this size are simulated at their exact size (small windows are lumpy:
 #: rescaling another size's null is not exact there).
 EXACT_SIZES = 64
@@ -44,7 +49,7 @@ class NullCache:
     """Null distributions of a statistic under H0, keyed by bins and sizes. Thread-safe.
 
     An entry holds the sorted base null (``draws`` draws) and, once an observation has
-    reached its top 1 %, the top ``TAIL_KEEP`` of ``tail_draws`` more draws (only the tail
+    passed all but ``REFINE_BELOW`` of its draws, the top ``TAIL_KEEP`` of ``tail_draws`` more draws (only the tail
     is kept: the refined null is read only there)."""
 
     TAIL_KEEP = 1000
@@ -94,7 +99,7 @@ class NullCache:
         # the null was drawn at the grid size: rescale the observation to it
         obs = observed * ((1 / n_ref + 1 / grid) / (1 / n_ref + 1 / n_win)) ** power if n_win else observed
         exceed = len(null) - np.searchsorted(null, obs, side="left")
-        if exceed >= 20:
+        if exceed >= REFINE_BELOW:
             return float(min(1.0, (exceed + 1) / (len(null) + 1)))
         if tail is None and self.tail_draws > self.draws:
             full = self._draw(key, 1, self.tail_draws, ref_props, n_ref, grid, stat)
