@@ -7,17 +7,25 @@ signature ``(ref_counts, win_counts, edges=None, scale=None) -> DriftStat``.
 
 p-values:
 
-- ``ks``: binned Kolmogorov-Smirnov; p from scipy's two-sample KS distribution
-  (``kstwo`` at the effective size n·m/(n+m)). Binning can only lower D, so the p-value
-  is conservative.
+- ``ks``: binned Kolmogorov-Smirnov; p from the Kolmogorov distribution ``kstwo`` at the
+  effective size n·m/(n+m), exactly what ``scipy.stats.ks_2samp(method="asymp")`` does
+  for two samples (not the exact two-sample distribution). Binning can only lower D, so
+  the p-value is conservative.
 - ``chisquare``: scipy's ``chi2_contingency`` on the 2 x k table (sparse cells pooled so
   that expected counts are >= 5).
 - ``psi``, ``jensenshannon``: chi-square asymptotics of the binned statistic
   (n_eff·PSI and 8·n_eff·JS-divergence are asymptotically chi-square with k-1 degrees of
   freedom) when every expected count is >= 50; otherwise the multinomial null below.
 - ``wasserstein``: a two-sample multinomial bootstrap under H0 (both samples drawn from
-  the reference proportions), computed once per (bins, reference size, window size on a
-  log grid) and cached; tail p-values come from a gamma fitted to the null draws.
+  the reference proportions), computed once per (feature, bins, reference size, window
+  size) and cached. Windows up to ``EXACT_SIZES`` rows are simulated at their own size,
+  larger ones on a log grid (2^(k/8): at most 4.5 % from the true size) with the observation
+  rescaled. Each feature's null has its own random stream (seeded by its key). When fewer
+  than ``REFINE_BELOW`` of the ``NULL_DRAWS`` draws exceed an observation, the null is
+  redrawn with ``TAIL_DRAWS`` draws; beyond their top 20 the p-value is an exponential tail fitted to
+  the top 1 % (its mean excess), which overstates the lighter-than-exponential tail of
+  a distance's null, so small p-values are conservative, never liberal
+  (:mod:`monitoring.stats.nulls`).
 
 Exception tree::
 
@@ -27,7 +35,6 @@ Exception tree::
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -35,6 +42,10 @@ import numpy as np
 from scipy import special as sc
 from scipy import stats as ss
 from scipy.spatial.distance import jensenshannon as _js
+
+from monitoring.stats.nulls import (  # noqa: F401  (re-exported: callers build and share caches)
+    EXACT_SIZES, NULL_DRAWS, TAIL_DRAWS, NullCache, exponential_tail, size_grid,
+)
 
 METHODS = ("ks", "wasserstein", "psi", "jensenshannon", "chisquare")
 NUMERIC_METHODS = ("ks", "wasserstein", "psi", "jensenshannon", "chisquare")
@@ -44,7 +55,10 @@ _MIN_EXPECTED = 5.0
 #: The divergences' chi-square asymptotics are used only when every expected count is at
 #: least this (they are liberal with sparse bins); below it, the cached bootstrap.
 _ASYMPTOTIC_EXPECTED = 50.0
-NULL_DRAWS = 2000
+#: Largest width a bin contributes to the Wasserstein integral, in units of the scale:
+#: the outer bins (reference min/max to the first/last quantile) of a heavy-tailed
+#: feature would otherwise carry almost all of the width.
+MAX_BIN_WIDTH = 0.5
 
 
 @dataclass(frozen=True)
@@ -150,61 +164,6 @@ def chi2_sf(x: float, df: float) -> float:
     return 1.0 if x <= 0 else float(sc.chdtrc(df, x))
 
 
-# -- the bootstrap null, cached -------------------------------------------------------------
-
-def size_grid(n: int, per_octave: int = 4) -> int:
-    """Round a window size onto a log grid (2**(k/4)), so the null is computed once per step."""
-    if n <= 8:
-        return max(int(n), 1)
-    k = round(math.log2(n) * per_octave)
-    return int(round(2 ** (k / per_octave)))
-
-
-class NullCache:
-    """Null distributions of a statistic under H0, keyed by bins and sizes. Thread-safe."""
-
-    def __init__(self, draws: int = NULL_DRAWS, seed: int = 12345, max_entries: int = 4096):
-        self.draws = draws
-        self.seed = seed
-        self.max_entries = max_entries
-        self._cache: dict[tuple, tuple[float, float, np.ndarray]] = {}
-        self._lock = threading.Lock()
-
-    def entries(self) -> int:
-        """Null distributions held (not ``__len__``: callers write ``nulls or default``)."""
-        with self._lock:
-            return len(self._cache)
-
-    def p_value(self, key: tuple, observed: float, ref_props: np.ndarray, n_ref: int, n_win: int,
-                stat: Callable[[np.ndarray, np.ndarray], np.ndarray], power: float = 1.0) -> float:
-        """p-value of ``observed``; ``power`` is how the statistic's null scale grows with
-        the sampling variance (1/n_ref + 1/n_win): 0.5 for distances, 1 for divergences."""
-        grid = size_grid(n_win)
-        full_key = (key, n_ref, grid, hash(np.round(ref_props, 12).tobytes()))
-        with self._lock:
-            hit = self._cache.get(full_key)
-        if hit is None:
-            rng = np.random.default_rng([self.seed, n_ref, grid, len(ref_props)])
-            r = rng.multinomial(n_ref, ref_props, size=self.draws).astype(np.float64)
-            w = rng.multinomial(grid, ref_props, size=self.draws).astype(np.float64)
-            null = np.sort(stat(r, w))
-            mean, var = float(null.mean()), float(null.var())
-            hit = (mean, var, null)
-            with self._lock:
-                if len(self._cache) >= self.max_entries:
-                    self._cache.pop(next(iter(self._cache)))
-                self._cache[full_key] = hit
-        mean, var, null = hit
-        # the null was drawn at the grid size: rescale the observation to it
-        obs = observed * ((1 / n_ref + 1 / grid) / (1 / n_ref + 1 / n_win)) ** power if n_win else observed
-        exceed = len(null) - np.searchsorted(null, obs, side="left")
-        p_emp = (exceed + 1) / (len(null) + 1)
-        if exceed >= 20 or var <= 0:
-            return float(min(1.0, p_emp))
-        shape, scale = mean * mean / var, var / mean  # gamma fitted to the null's moments
-        return float(min(p_emp, gamma_sf(obs, shape, scale)))
-
-
 _DEFAULT_NULLS = NullCache()
 
 
@@ -282,17 +241,61 @@ def _asymptotic_or_bootstrap(value, ref, win, stat, factor, key, nulls) -> float
     return nulls.p_value(key + (ref.size,), value, _props(ref), int(n), int(m), stat, power=1.0)
 
 
+def robust_scale(edges: np.ndarray, counts: np.ndarray) -> float:
+    """The reference's interquartile range / 1.349 (the sd for a normal feature), read off
+    its binned CDF by linear interpolation between edges; NaN when the bins cannot tell
+    (fewer than two edges, or the quartiles in one point mass).
+
+    Unlike the sample sd, it is stable for heavy tails (t(2) has none) and ignores the
+    few extreme values that set the reference min and max.
+
+    >>> x = np.random.default_rng(0).normal(size=50_000)
+    >>> e = np.quantile(x, np.linspace(0, 1, 31)[1:-1])
+    >>> abs(robust_scale(e, np.bincount(np.searchsorted(e, x, side="right"))) - 1) < 0.03
+    True
+    """
+    e = np.asarray(edges, dtype=np.float64)
+    c = np.asarray(counts, dtype=np.float64)
+    total = c.sum()
+    if e.size < 2 or total <= 0 or not np.isfinite(e).all():
+        return math.nan
+    cdf = np.cumsum(c)[:-1] / total  # fraction of values below each edge
+    if cdf[0] > 0.25 or cdf[-1] < 0.75:  # a quartile in an open tail: unknown
+        return math.nan
+    q1, q3 = np.interp([0.25, 0.75], cdf, e)
+    iqr = float(q3 - q1)
+    return iqr / 1.349 if iqr > 0 else math.nan
+
+
+def capped_widths(edges: np.ndarray, scale: float) -> np.ndarray:
+    """Bin widths for the Wasserstein integral, each at most ``MAX_BIN_WIDTH * scale``."""
+    return np.minimum(bin_widths(edges), MAX_BIN_WIDTH * scale)
+
+
+def wasserstein_effect(ref: np.ndarray, win: np.ndarray, edges: np.ndarray, scale: float) -> float:
+    """The normalised, tail-capped Wasserstein distance (the numeric effect) alone."""
+    scale = scale if scale and scale > 0 and math.isfinite(scale) else 1.0
+    widths = capped_widths(edges, scale)
+    if widths.size != np.asarray(ref).size - 2 or widths.size == 0 or np.asarray(win).sum() == 0:
+        return 0.0
+    return float(_wasserstein_stat(np.asarray(ref, float), np.asarray(win, float), widths, scale))
+
+
 def wasserstein(ref: np.ndarray, win: np.ndarray, edges: np.ndarray | None = None, scale: float | None = None,
                 key: tuple = (), nulls: NullCache | None = None, **_) -> DriftStat:
-    """Wasserstein-1 distance between the binned distributions, divided by ``scale``
-    (the reference standard deviation: Evidently's normalised Wasserstein)."""
+    """Wasserstein-1 distance between the binned distributions, divided by ``scale`` (the
+    caller passes the reference's robust sd, :func:`robust_scale`), each bin contributing
+    at most ``MAX_BIN_WIDTH * scale`` of width (:func:`capped_widths`): for a normal feature
+    this is Evidently's normalised Wasserstein up to the few percent of mass beyond the
+    outer quantile edges; for a heavy-tailed one the extreme reference values no longer
+    swamp it."""
     ref, win = _check(ref, win)
     if edges is None:
         raise ValueError("wasserstein needs the bin edges")
-    widths = bin_widths(edges)
+    scale = scale if scale and scale > 0 and math.isfinite(scale) else 1.0
+    widths = capped_widths(edges, scale)
     if widths.size != ref.size - 2 or widths.size == 0 or win.sum() == 0:
         return DriftStat("wasserstein", 0.0, 1.0)
-    scale = scale if scale and scale > 0 and math.isfinite(scale) else 1.0
 
     def stat(r, w):
         return _wasserstein_stat(r, w, widths, scale)
@@ -302,6 +305,27 @@ def wasserstein(ref: np.ndarray, win: np.ndarray, edges: np.ndarray | None = Non
     p = nulls.p_value(("w", *key, ref.size, float(widths.sum()), scale), value, _props(ref), int(ref.sum()),
                       int(win.sum()), stat, power=0.5)
     return DriftStat("wasserstein", value, p)
+
+
+def share_effect(ref: np.ndarray, win: np.ndarray) -> float:
+    """The categorical effect: the largest Cohen's h over categories,
+    |2·asin(sqrt(p_win)) - 2·asin(sqrt(p_ref))|, each category against the rest.
+
+    h is the share change on the variance-stabilised scale, i.e. in standard deviations of
+    a share's sampling noise, so 0.1 means about what 0.1 sd means for a numeric feature
+    (a 0.1 sd mean shift moves the share below the median by 4 points: h = 0.08). A change
+    counts more for a rare category than for a common one: 1 % -> 3 % is h = 0.15,
+    50 % -> 52 % is h = 0.04, and a 10-point change is h >= 0.2 at any share.
+
+    >>> round(share_effect(np.array([99.0, 1.0]), np.array([97.0, 3.0])), 3)
+    0.148
+    """
+    ref = np.asarray(ref, dtype=np.float64)
+    win = np.asarray(win, dtype=np.float64)
+    if ref.sum() <= 0 or win.sum() <= 0:
+        return 0.0
+    pr, pw = ref / ref.sum(), win / win.sum()
+    return float(np.abs(2 * np.arcsin(np.sqrt(pw)) - 2 * np.arcsin(np.sqrt(pr))).max())
 
 
 STATISTICS: dict[str, Callable[..., DriftStat]] = {

@@ -7,8 +7,9 @@ noise, count as 0; weights sum to 1) and each window's features are ranked by
 
     impact = weight x effect
 
-where ``effect`` is the drift effect the window report already carries (normalised
-Wasserstein distance for numeric features, Jensen-Shannon distance for categorical ones),
+where ``effect`` is the drift effect the window report already carries (tail-capped
+Wasserstein distance in robust sds for numeric features, largest Cohen's h over the known
+categories for categorical ones),
 so two features shifted by the same amount have the same raw drift score and effect, and
 their impact differs only by how much the model relies on each.
 

@@ -57,26 +57,27 @@ def alerts_table(data: dict[str, Any]):
 
 
 def silences_table(silences: list[dict[str, Any]]):
-    from rich.table import Table
 
-    t = Table(title="active silences")
-    for col in ("id", "rule", "instance", "until", "by", "reason"):
-        t.add_column(col)
-    for s in silences:
-        t.add_row(str(s["id"]), s["rule"], s.get("instance") or "", iso(s.get("until")), s.get("created_by") or "",
-                  s.get("reason") or "")
-    return t
+    return _table("active silences", ("id", "rule", "instance", "until", "by", "reason"),
+                  [(str(s["id"]), s["rule"], s.get("instance") or "", iso(s.get("until")), s.get("created_by") or "",
+                    s.get("reason") or "") for s in silences])
 
 
 def rules_table(rules: list[dict[str, Any]]):
+
+    return _table("rules", ("name", "condition", "for_windows", "resolve_windows", "severity", "derivation"),
+                  [(r["name"], r["condition"], str(r["for_windows"]), str(r["resolve_windows"]), r["severity"],
+                    r["derivation"]) for r in rules])
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]):
     from rich.table import Table
 
-    t = Table(title="rules")
-    for col in ("name", "condition", "for_windows", "resolve_windows", "severity", "derivation"):
+    t = Table(title=title)
+    for col in columns:
         t.add_column(col)
-    for rule in rules:
-        t.add_row(rule["name"], rule["condition"], str(rule["for_windows"]), str(rule["resolve_windows"]),
-                  rule["severity"], rule["derivation"])
+    for row in rows:
+        t.add_row(*row)
     return t
 
 

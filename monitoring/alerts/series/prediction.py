@@ -27,7 +27,8 @@ def _observe_drift(rule, report: Mapping[str, Any], ctx: ObserveContext) -> dict
     p = report.get("predictions")
     if p is None:
         return {}
-    return {"": Obs(p["p_value"], None, bool(p["flagged"]), f"p <= {ctx.model.drift_alpha:g}", rows_of(report))}
+    return {"": Obs(p["p_value"], None, bool(p["flagged"]), f"p <= {ctx.model.drift_alpha:g} and effect >= floor",
+                    rows_of(report))}
 
 
 def _observe_class_share(rule, report: Mapping[str, Any], ctx: ObserveContext) -> dict[str, Obs]:
@@ -168,7 +169,8 @@ register_series(Series(
            "owner's call"))
 register_series(Series(
     "prediction.drift", "window", None, "p-value of the prediction-distribution test", _observe_drift,
-    band="p <= drift_alpha (chi-square on the class mix, KS on regression outputs)", judged=True,
+    band="p <= drift_alpha (chi-square on the class mix, KS on regression outputs) and effect >= "
+         "drift_effect_floor (Cohen's h on the class mix, robust Wasserstein on outputs)", judged=True,
     gauge=DRIFT, promql=gauge_form(DRIFT, _drift_band)))
 register_series(Series(
     "prediction.mean", "window", None, "mean prediction (regression)", _moment("mean"), reference=True,

@@ -56,6 +56,7 @@ def _window(task: str, rows: int):
     num[::10, 0] = np.nan
     num[::7, 1] = 9.0
     codes = rng.integers(-2, 3, size=(rows, 1)).astype(np.int32)
+    codes[codes == 2] = 0  # the known categories' mix moves too (unseen values alone are not drift)
     proba = rng.dirichlet([1, 2], rows)
     preds = dict(class_codes=proba.argmax(1), proba=proba) if task == "classification" \
         else dict(values=rng.normal(1.0, 2.0, rows))

@@ -109,11 +109,12 @@ def watched(store, monkeypatch):
     return store, m
 
 
-def test_no_waiter_is_answered_before_the_commit_of_its_outcomes_returns(watched):
-    store, m = watched
+def held_first_commit(store, m, fail: bool) -> tuple[GroupCommitter, dict]:
+    """Submit one request, hold its COMMIT until WAITERS - 1 more have queued behind it (then
+    let it pass, or ``fail`` it); the committer, and every request's answer by request id."""
     gc = GroupCommitter(store, m)
     engine = store._db.engine  # the store exposes no SQL; the test holds its COMMIT
-    entered, listener = first_commit_waits_for_a_full_queue(engine, gc, WAITERS - 1, fail=False)
+    entered, listener = first_commit_waits_for_a_full_queue(engine, gc, WAITERS - 1, fail=fail)
     results: dict = {}
     try:
         threads = submit_all(gc, ["first"], results)
@@ -123,6 +124,12 @@ def test_no_waiter_is_answered_before_the_commit_of_its_outcomes_returns(watched
             t.join(DEADLINE)
     finally:
         event.remove(engine, "commit", listener)
+    return gc, results
+
+
+def test_no_waiter_is_answered_before_the_commit_of_its_outcomes_returns(watched):
+    store, m = watched
+    _, results = held_first_commit(store, m, fail=False)
     assert all(getattr(r, "accepted", None) == 2 for r in results.values()), results
     assert len(AckWatch.acks) == WAITERS
     early = [rid for rid, _, seen in AckWatch.acks if rid not in seen]
@@ -132,18 +139,7 @@ def test_no_waiter_is_answered_before_the_commit_of_its_outcomes_returns(watched
 
 def test_a_failed_commit_reaches_every_waiter_of_its_group_and_stores_nothing(watched):
     store, m = watched
-    gc = GroupCommitter(store, m)
-    engine = store._db.engine
-    entered, listener = first_commit_waits_for_a_full_queue(engine, gc, WAITERS - 1, fail=True)
-    results: dict = {}
-    try:
-        threads = submit_all(gc, ["first"], results)
-        wait_for(entered.is_set, "the first COMMIT")
-        threads += submit_all(gc, [f"r{i}" for i in range(WAITERS - 1)], results)
-        for t in threads:
-            t.join(DEADLINE)
-    finally:
-        event.remove(engine, "commit", listener)
+    gc, results = held_first_commit(store, m, fail=True)
     # two groups (the first request alone, then the WAITERS - 1 that queued behind it): each
     # waiter got the store's failure (a 503), none a result and none a timeout
     assert sorted(results) == sorted(["first"] + [f"r{i}" for i in range(WAITERS - 1)])

@@ -123,10 +123,41 @@ def test_holm():
     assert D.holm([]).size == 0
 
 
-def test_size_grid_is_logarithmic():
-    assert D.size_grid(1000) == D.size_grid(1010)
-    assert D.size_grid(5) == 5
-    assert {D.size_grid(n) for n in range(1000, 2001)} == {1024, 1218, 1448, 1722, 2048}
+def test_small_windows_are_simulated_at_their_size_and_larger_ones_on_a_log_grid():
+    assert D.size_grid(5) == 5 and D.size_grid(60) == 60 and D.size_grid(D.EXACT_SIZES) == D.EXACT_SIZES
+    assert D.size_grid(1030) == D.size_grid(1040)
+    steps = sorted({D.size_grid(n) for n in range(1000, 2001)})
+    assert len(steps) == 9 and max(b / a for a, b in zip(steps, steps[1:])) < 1.1
+    assert max(abs(D.size_grid(n) / n - 1) for n in range(65, 100_000, 7)) < 0.05
+
+
+def test_each_features_null_has_its_own_random_stream():
+    """Two features with the same bins and sizes must not share their null draws (their
+    false alarms would coincide)."""
+    rng = np.random.default_rng(0)
+    r, w = binned(rng, 2000, 300)
+    nulls = D.NullCache(draws=500)
+    a = D.wasserstein(r.counts, w.counts, edges=r.edges, scale=1.0, key=("num", "a"), nulls=nulls)
+    b = D.wasserstein(r.counts, w.counts, edges=r.edges, scale=1.0, key=("num", "b"), nulls=nulls)
+    nulls_a, nulls_b = (v[0] for v in nulls._cache.values())
+    assert a.statistic == b.statistic and not np.array_equal(nulls_a, nulls_b)
+
+
+def test_wasserstein_tail_p_values_are_not_liberal_beyond_the_base_draws():
+    """P(p < 1e-3) under the null stays within its nominal rate even though 1e-3 is beyond
+    what the base null (here 500 draws) resolves: the refined null and its exponential
+    tail take over there."""
+    rng = np.random.default_rng(7)
+    ref = rng.standard_t(2, size=5000)
+    edges = quantile_edges(ref, 30)
+    r = NumericSketch(edges)
+    r.update(ref)
+    nulls, trials, small = D.NullCache(draws=500, tail_draws=20_000), 6000, 0
+    for _ in range(trials):
+        w = NumericSketch(edges)
+        w.update(rng.choice(ref, 50))  # resampling the reference: an exact null given it
+        small += D.wasserstein(r.counts, w.counts, edges=edges, scale=1.2, key=("t",), nulls=nulls).p_value < 1e-3
+    assert small <= ss.binom.ppf(0.999, trials, 1e-3), small
 
 
 def test_default_method_follows_evidently():
@@ -278,8 +309,8 @@ def test_prepare_fills_exactly_the_nulls_a_window_of_that_size_needs(rows):
     """After ``prepare(m)`` a real window of m rows adds no null distribution, and its report
     is exactly that of an evaluator that was not prepared (the nulls are seeded by their
     key). At 300 rows the categorical Jensen-Shannon tests bootstrap too; x0 has missing
-    values (in the reference and the window), x1 and c0 use PSI, c1 chi-square (its effect
-    is still a bootstrapped JS distance)."""
+    values (in the reference and the window), x1 and c0 use PSI, c1 chi-square (its effect,
+    Cohen's h, needs no null)."""
     rng = np.random.default_rng(rows)
     ref_df = synth.frame(rng, 20_000)
     ref_df.loc[rng.random(len(ref_df)) < 0.05, "x0"] = np.nan
