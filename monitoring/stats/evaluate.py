@@ -177,10 +177,12 @@ class WindowEvaluator:
         reference's missing rate), the same choice between asymptotics and bootstrap. A
         real window whose counts fall on another grid step or the other side of that choice
         (a missing rate far from the reference's, say) fills what it lacks as before.
-        Safe to call from a background thread while windows are evaluated: the cache is
-        thread-safe and the reference is only read."""
+        Each null's tail (the extra draws a far-out observation needs, about 10x the base
+        null's cost) is drawn too, on this thread only. Safe to call from a background thread
+        while windows are evaluated: the cache is thread-safe and the reference is only read."""
         before = self.nulls.entries()
-        self.evaluate(self.reference.expected_window(rows))
+        with self.nulls.eager_tails():  # the tails too: a drifted first window would draw them
+            self.evaluate(self.reference.expected_window(rows))
         return self.nulls.entries() - before
 
     def _numeric(self, name: str, win) -> tuple[D.DriftStat, float]:

@@ -16,10 +16,11 @@ build the same entry; both are identical).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import zlib
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -62,6 +63,24 @@ class NullCache:
         self.max_entries = max_entries
         self._cache: dict[tuple, list] = {}
         self._lock = threading.Lock()
+        self._local = threading.local()  # eager_tails() is this thread's alone
+
+    def tails(self) -> int:
+        """Null distributions whose tail has been drawn too."""
+        with self._lock:
+            return sum(hit[1] is not None for hit in self._cache.values())
+
+    @contextlib.contextmanager
+    def eager_tails(self) -> Iterator[None]:
+        """Within this block, and on this thread only, every null drawn also draws its tail
+        (``tail_draws``), instead of waiting for an observation far enough out to need it:
+        :meth:`~monitoring.stats.evaluate.WindowEvaluator.prepare` runs on a background thread
+        so that the first drifted window is judged as fast as later ones."""
+        self._local.eager = True
+        try:
+            yield
+        finally:
+            self._local.eager = False
 
     def entries(self) -> int:
         """Null distributions held (not ``__len__``: callers write ``nulls or default``)."""
@@ -81,6 +100,12 @@ class NullCache:
             out.append(stat(r, w))
         return np.sort(np.concatenate(out))
 
+    def _refine(self, hit: list, key: tuple, ref_props: np.ndarray, n_ref: int, grid: int,
+                stat: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[np.ndarray, int]:
+        full = self._draw(key, 1, self.tail_draws, ref_props, n_ref, grid, stat)
+        hit[1], hit[2] = full[-self.TAIL_KEEP - 1:], full.size  # the cached list (idempotent: seeded)
+        return hit[1], hit[2]
+
     def p_value(self, key: tuple, observed: float, ref_props: np.ndarray, n_ref: int, n_win: int,
                 stat: Callable[[np.ndarray, np.ndarray], np.ndarray], power: float = 1.0) -> float:
         """p-value of ``observed``; ``power`` is how the statistic's null scale grows with
@@ -96,15 +121,15 @@ class NullCache:
                     self._cache.pop(next(iter(self._cache)))
                 self._cache[full_key] = hit
         null, tail, tail_n = hit
+        if tail is None and getattr(self._local, "eager", False) and self.tail_draws > self.draws:
+            tail, tail_n = self._refine(hit, key, ref_props, n_ref, grid, stat)
         # the null was drawn at the grid size: rescale the observation to it
         obs = observed * ((1 / n_ref + 1 / grid) / (1 / n_ref + 1 / n_win)) ** power if n_win else observed
         exceed = len(null) - np.searchsorted(null, obs, side="left")
         if exceed >= REFINE_BELOW:
             return float(min(1.0, (exceed + 1) / (len(null) + 1)))
         if tail is None and self.tail_draws > self.draws:
-            full = self._draw(key, 1, self.tail_draws, ref_props, n_ref, grid, stat)
-            tail, tail_n = full[-self.TAIL_KEEP - 1:], full.size
-            hit[1], hit[2] = tail, tail_n  # same list object as in the cache (idempotent: seeded)
+            tail, tail_n = self._refine(hit, key, ref_props, n_ref, grid, stat)
         if tail is None:
             tail, tail_n = null, len(null)
         exceed = len(tail) - np.searchsorted(tail, obs, side="left")

@@ -306,9 +306,11 @@ def test_quality_and_prediction_checks():
 
 @pytest.mark.parametrize("rows", [300, 1000])
 def test_prepare_fills_exactly_the_nulls_a_window_of_that_size_needs(rows):
-    """After ``prepare(m)`` a real window of m rows adds no null distribution, and its report
-    is exactly that of an evaluator that was not prepared (the nulls are seeded by their
-    key). At 300 rows the categorical Jensen-Shannon tests bootstrap too; x0 has missing
+    """After ``prepare(m)`` a real window of m rows adds no null distribution and draws no
+    tail (prepare draws every null's tail, so a drifted first window is not slower than a
+    later one), and its report is exactly that of an evaluator that was not prepared (the
+    nulls are seeded by their key; an unprepared one draws tails only where an observation
+    lands far out). At 300 rows the categorical Jensen-Shannon tests bootstrap too; x0 has missing
     values (in the reference and the window), x1 and c0 use PSI, c1 chi-square (its effect,
     Cohen's h, needs no null)."""
     rng = np.random.default_rng(rows)
@@ -327,11 +329,18 @@ def test_prepare_fills_exactly_the_nulls_a_window_of_that_size_needs(rows):
     prepared = WindowEvaluator(schema, prof, cfg, nulls=D.NullCache())
     added = prepared.prepare(rows)
     assert added == len(prepared.nulls._cache) >= 20  # one per numeric feature at least
+    assert prepared.nulls.tails() == added                      # every tail drawn ahead
     before = len(prepared.nulls._cache)
     report = prepared.evaluate(window)
-    assert len(prepared.nulls._cache) == before
+    assert len(prepared.nulls._cache) == before and prepared.nulls.tails() == added
+    assert any(f.flagged for f in report.features)              # the shift reaches the tails
     cold = WindowEvaluator(schema, prof, cfg, nulls=D.NullCache())
     assert report == cold.evaluate(window)
-    assert len(cold.nulls._cache) <= before
+    assert len(cold.nulls._cache) <= before and 0 < cold.nulls.tails() < added  # only where needed
+    fresh = D.NullCache()
+    with fresh.eager_tails():
+        pass
+    WindowEvaluator(schema, prof, cfg, nulls=fresh).evaluate(prof.expected_window(rows))
+    assert fresh.tails() == 0                                   # eager only inside the block
     if rows == 300:
         assert any(k[0][0] == "js" for k in prepared.nulls._cache), "categorical bootstrap not prepared"
