@@ -5,12 +5,11 @@ features then flags exactly those two."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.e2e.test_drift_e2e import wait_windows
 from tests.support.server import serve
 
 pytestmark = pytest.mark.e2e
@@ -58,15 +57,6 @@ def post_window(client, df: pd.DataFrame) -> None:
         rows = df.iloc[start:start + BATCH].to_dict("records")
         r = client.post("/predict", json={"instances": rows})
         assert r.status_code == 200, r.text[:300]
-
-
-def wait_windows(client, n: int, timeout: float = 60) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        windows = client.get("/monitoring/drift").json()["windows"]
-        if len(windows) >= n or time.monotonic() > deadline:
-            return windows
-        time.sleep(0.3)
 
 
 def test_near_null_traffic_flags_nothing_at_20k_row_windows_and_a_real_shift_flags_exactly_its_features(
