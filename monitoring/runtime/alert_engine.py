@@ -82,6 +82,10 @@ class AlertEngine:
         self.ref_stats = dict(options.ref_stats)
         self._last_tick = 0.0
         self.errors = 0
+        #: completed ticks, and when the last one began: what a check that "nothing more
+        #: happened" waits on (a tick begun after an action has seen it), in ``/monitoring/status``
+        self.ticks = 0
+        self.last_tick_at: float | None = None
         self._retry: deque = deque(maxlen=64)
 
     # -- inputs ------------------------------------------------------------------------
@@ -211,6 +215,9 @@ class AlertEngine:
             if self.metrics is not None:
                 self.metrics[N.M_MONITOR_ERRORS].add(1)
             return 0
+        finally:
+            self.ticks += 1
+            self.last_tick_at = now
 
     def _tick(self, now: float) -> int:
         firing_by_rule: dict[str, int] = {name: 0 for name in self.rules}

@@ -158,7 +158,7 @@ class ModelMonitor:
         self.history = WindowHistory(self.store, self.tag, model.schema.names)  # what the dashboard reads
         self.queue = MonitorQueue(self, settings.monitor_queue_batches, self.metrics)
         self.system = SystemSampler(self.metrics, settings.system_metrics_interval, on_sample=self.serving.note_system)
-        self._reference_version = 0
+        self._reference_version, self._reference_window = 0, None
         self._reference_checked = 0.0
 
     def _alerting(self, telemetry: TelemetryHandles) -> tuple[AlertEngine, Notifier]:
@@ -264,11 +264,16 @@ class ModelMonitor:
         self.evaluator = evaluator
         self.alert_engine.ctx.reference_rows = ref.rows
         self.alert_engine.ctx.reference_singletons = singletons(ref)
-        self._reference_version = version
+        self._reference_version, self._reference_window = version, wid
         log.info("adopted window %d of %s as the drift reference (version %d, %d rows)", wid, self.tag,
                  version, ref.rows)
 
     # -- views (built in monitoring.runtime.views) ------------------------------------------
+    def reference_in_use(self) -> dict[str, Any]:
+        """The drift reference this worker judges windows against: version 0 is the model's."""
+        return {"version": self._reference_version, "window_id": self._reference_window,
+                "rows": self.windows.reference.rows}
+
     def status(self) -> dict[str, Any]:
         """This worker's view of the monitor: queue, windows, alerts (store-backed parts
         degrade to an ``unavailable`` note instead of failing)."""

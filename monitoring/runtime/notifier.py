@@ -164,6 +164,9 @@ class Notifier:
         self.failed = 0
         self.retries = 0
         self.store_errors = 0
+        #: completed passes over the outbox, and when the last one began (``/monitoring/status``)
+        self.passes = 0
+        self.last_pass_at: float | None = None
 
     @property
     def lease(self) -> float:
@@ -190,11 +193,14 @@ class Notifier:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            began = self.clock()
             try:
                 busy = self.run_once()
             except Exception:  # never let the delivery thread die
                 log.exception("alert delivery pass failed")
                 busy = 0
+            self.passes += 1
+            self.last_pass_at = began
             if not busy:
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()

@@ -51,6 +51,7 @@ def status(m) -> dict[str, Any]:
         "worker_pid": os.getpid(), "task": m.schema.task,
         "features": len(m.schema.features), "in_sample_baseline": m.model.in_sample,
         "baseline": dict(m.model.baseline), "reference_rows": m.model.reference_rows,
+        "drift_reference": m.reference_in_use(),
         "monitor_queue": {"capacity": q.capacity, "depth": q.depth, "enqueued_rows": q.enqueued_rows,
                           "dropped_rows": q.dropped_rows, "processed_rows": q.processed_rows,
                           "consumer_errors": q.errors, "running": q.running},
@@ -107,7 +108,9 @@ def _alert_summary(m) -> dict[str, Any]:
     n = m.notifier
     return {"rules": len(m.alert_engine.rules), "firing": firing, "outbox": outbox,
             "delivered_by_this_worker": n.delivered, "retries_by_this_worker": n.retries,
-            "failed_by_this_worker": n.failed, "evaluation_errors": m.alert_engine.errors}
+            "failed_by_this_worker": n.failed, "evaluation_errors": m.alert_engine.errors,
+            "ticks_by_this_worker": m.alert_engine.ticks, "last_tick_at": m.alert_engine.last_tick_at,
+            "notifier_passes_by_this_worker": n.passes, "last_notifier_pass_at": n.last_pass_at}
 
 def drift(m, limit: int, since: float | None = None) -> dict[str, Any]:
     """The last ``limit`` evaluated windows (those ended at or after ``since``), newest first."""

@@ -61,6 +61,32 @@ def notices(rx: Receiver) -> list[tuple[str, str | None, str]]:
     return [(b["alert"]["rule"], b["alert"]["instance"], b["status"]) for b in rx.delivered()]
 
 
+def alert_status(c) -> dict:
+    return c.get("/monitoring/status").json()["alerts"]
+
+
+def queued(alerts: dict) -> int:
+    """Notifications ever queued (every one is an outbox row until retention purges it)."""
+    return sum(alerts["outbox"].values())
+
+
+def tick_after(c, t: float, timeout: float = 30.0) -> dict:
+    """The status's alerts once the (single) worker's alert engine has completed a tick that
+    began after ``t``: the positive signal a "nothing more happened" check rests on, rather
+    than a sleep (ticks run every 5 s)."""
+    got = wait_for(lambda: (a := alert_status(c))["last_tick_at"] is not None and a["last_tick_at"] > t and a,
+                   timeout=timeout, every=0.2)
+    assert got, f"no alert tick began after {t} within {timeout} s"
+    return got
+
+
+def settled(c, timeout: float = 30.0) -> dict:
+    """The status's alerts once nothing queued is waiting for delivery."""
+    got = wait_for(lambda: (a := alert_status(c))["outbox"]["pending"] == 0 and a, timeout=timeout, every=0.2)
+    assert got, alert_status(c)
+    return got
+
+
 def test_default_rules_fire_once_with_traces_and_resolve(phoenix, tmp_path, demo_tags, demo_rows,
                                                          demo_tags_reference_sd):
     rng = np.random.default_rng(3)
@@ -94,7 +120,7 @@ def test_default_rules_fire_once_with_traces_and_resolve(phoenix, tmp_path, demo
             traffic(c, demo_rows, rng, 5 * 4)
             assert wait_for(lambda: {("feature_drift", "resolved"), ("performance_drop", "resolved")}
                             <= {(r, s) for r, _, s in notices(rx)}), notices(rx)
-            time.sleep(1.0)
+            settled(c)                                                  # every queued notification delivered
             final = c.get("/monitoring/alerts").json()
             metrics = c.get("/metrics").text
 
@@ -152,7 +178,10 @@ def test_two_workers_one_delivery_per_transition_even_when_the_sender_dies(tmp_p
             assert wait_for(lambda: ("texture", SHIFTED, "firing") in notices(rx)), notices(rx)
             store = Store(f"sqlite:///{data / 'vigil.db'}")
             sink = f"webhook:127.0.0.1:{urlsplit(rx.url).port}"     # named by host, never by the URL's path
-            (row,) = [r for r in store.alerts.outbox_rows(demo_tags["classifier"]) if r["key"].endswith(f"firing#{sink}")]
+            # killed once its delivery is recorded (killed between the POST and the record, it
+            # would be delivered again when its lease ends: at least once, by design)
+            (row,) = wait_for(lambda: [r for r in store.alerts.outbox_rows(demo_tags["classifier"])
+                                       if r["key"].endswith(f"firing#{sink}") and r["delivered_at"] is not None])
             sender = int(row["claimed_by"].split(":")[1])
             assert sender in worker_pids(server)
             os.kill(sender, signal.SIGKILL)                      # the worker that sent the firing dies
@@ -160,12 +189,18 @@ def test_two_workers_one_delivery_per_transition_even_when_the_sender_dies(tmp_p
             with server.client(timeout=30) as fresh:             # not a keep-alive socket of the dead worker
                 traffic(fresh, demo_rows, rng, 9)               # served by the survivor (or a respawn)
             assert wait_for(lambda: ("texture", SHIFTED, "resolved") in notices(rx)), notices(rx)
-            time.sleep(2.0)                                     # time for any duplicate to show up
+            # a duplicate is an outbox row delivered again, which happens only to a row whose
+            # delivery was never recorded (the dead sender's lease ends): once none is pending,
+            # no duplicate can come
+            assert wait_for(lambda: store.alerts.outbox_counts(demo_tags["classifier"])["pending"] == 0, timeout=60), \
+                store.alerts.outbox_rows(demo_tags["classifier"])
             rows = store.alerts.outbox_rows(demo_tags["classifier"])
             store.dispose()
     got = Counter(notices(rx))
     assert got == Counter({("texture", SHIFTED, "firing"): 1, ("texture", SHIFTED, "resolved"): 1}), got
-    resolved = next(r for r in rows if r["key"].endswith(f"resolved#{sink}"))
+    mine = [r for r in rows if r["key"].endswith(f"#{sink}")]
+    assert len(mine) == 2 and all(r["delivered_at"] is not None and not r["failed"] for r in mine), mine
+    resolved = next(r for r in mine if r["key"].endswith(f"resolved#{sink}"))
     assert int(resolved["claimed_by"].split(":")[1]) != sender
 
 
@@ -199,8 +234,10 @@ def test_operators_silence_acknowledge_and_rebaseline(tmp_path, demo_tags, demo_
             shift = 3 * demo_tags_reference_sd[SHIFTED]
             traffic(c, demo_rows, rng, 6, shift=shift)
             assert wait_for(lambda: c.get("/monitoring/alerts").json()["firing"])  # fires...
-            time.sleep(2.0)
-            assert rx.delivered() == []                                       # ...silently
+            # the transition and its notifications are one transaction, and a tick begun after it
+            # would announce an alert whose silence ended: after one, still nothing queued
+            alerts = tick_after(c, time.time())
+            assert queued(alerts) == 0 and rx.delivered() == []              # ...silently
 
             out = vigil_cli("alerts", "unsilence", str(silence_id), *url, env=cli_env)
             assert out.returncode == 0, out.stderr
@@ -209,9 +246,14 @@ def test_operators_silence_acknowledge_and_rebaseline(tmp_path, demo_tags, demo_
 
             out = vigil_cli("alerts", "ack", "texture", *url, "--by", "alice", env=cli_env)
             assert out.returncode == 0, out.stderr
-            time.sleep(7.0)                                                   # > tick + repeat interval
+            acked = time.time()
+            # a repeat queued before the acknowledgment may still be on its way: let it arrive
+            total = queued(settled(c))
             seen = len(rx.delivered())
-            time.sleep(7.0)
+            # a tick begun over repeat_seconds after the ack would repeat an unacknowledged alert
+            # (the last repeat was queued before the ack); after it, nothing new queued or delivered
+            alerts = tick_after(c, acked + 1.0)
+            assert queued(alerts) == total and alerts["outbox"]["pending"] == 0, alerts
             assert len(rx.delivered()) == seen                                # acknowledged: no more repeats
             firing = c.get("/monitoring/alerts").json()["firing"]
             assert firing[0]["acknowledged_by"] == "alice"
@@ -220,8 +262,11 @@ def test_operators_silence_acknowledge_and_rebaseline(tmp_path, demo_tags, demo_
             newest = c.get("/monitoring/drift?limit=1").json()["windows"][0]["window_id"]
             out = vigil_cli("alerts", "rebaseline", str(newest), *url, "--json", env=cli_env)
             assert out.returncode == 0, out.stderr
-            assert json.loads(out.stdout)["window_id"] == newest
-            time.sleep(6.0)                                                   # every worker checks every 5 s
+            adopted = json.loads(out.stdout)
+            assert adopted["window_id"] == newest
+            assert wait_for(lambda: c.get("/monitoring/status").json()["drift_reference"]
+                            == {"version": adopted["version"], "window_id": newest, "rows": adopted["rows"]},
+                            timeout=30, every=0.2), c.get("/monitoring/status").json()["drift_reference"]
             before = c.get("/monitoring/drift?limit=1").json()["windows"][0]["window_id"]
             traffic(c, demo_rows, rng, 6, shift=shift)
             assert wait_for(lambda: c.get("/monitoring/drift?limit=1").json()["windows"][0]["window_id"] > before + 1)
@@ -317,3 +362,78 @@ def test_a_firing_alert_survives_kill_9_without_firing_twice(tmp_path, demo_tags
             traffic(c, demo_rows, rng, 6)
             assert wait_for(lambda: ("texture", SHIFTED, "resolved") in notices(rx)), notices(rx)
     assert Counter(notices(rx)) == Counter({("texture", SHIFTED, "firing"): 1, ("texture", SHIFTED, "resolved"): 1})
+
+
+def references(url: str, auth: dict, version: int, timeout: float = 30.0) -> dict[int, dict]:
+    """Each worker's drift reference by pid, once two workers have answered and both judge by
+    ``version`` (fresh connections, so that the answers spread over the workers)."""
+    seen: dict[int, dict] = {}
+    deadline = time.monotonic() + timeout
+    while not (len(seen) == 2 and all(r["version"] == version for r in seen.values())):
+        assert time.monotonic() < deadline, seen
+        s = httpx.get(url + "/monitoring/status", headers=auth, timeout=10).json()
+        seen[s["worker_pid"]] = s["drift_reference"]
+    return seen
+
+
+def evaluated_by(url: str, auth: dict, timeout: float = 30.0) -> dict[int, int]:
+    """Windows each of the two workers has evaluated since it started."""
+    seen: dict[int, int] = {}
+    deadline = time.monotonic() + timeout
+    while len(seen) < 2:
+        assert time.monotonic() < deadline, seen
+        s = httpx.get(url + "/monitoring/status", headers=auth, timeout=10).json()
+        seen[s["worker_pid"]] = s["windows"]["evaluated_by_this_worker"]
+    return seen
+
+
+def test_a_rebaseline_reaches_both_workers_and_survives_a_restart(tmp_path, demo_tags, demo_rows,
+                                                                  demo_tags_reference_sd):
+    """Shifted traffic drifts against the model's reference; once an operator adopts a
+    shifted window, both workers judge the next shifted windows against it (not drifted),
+    and so does the restarted server on the same data."""
+    rng = np.random.default_rng(17)
+    token = "op-token"
+    auth = {"Authorization": f"Bearer {token}"}
+    env = {"VIGIL_MODEL": demo_tags["classifier"], "VIGIL_WORKERS": "2", "VIGIL_WINDOW_ROWS": "60",
+           "VIGIL_API_TOKEN": token, "VIGIL_ALERT_DEFAULT_RULES": "false"}
+    shift = 3 * demo_tags_reference_sd[SHIFTED]
+
+    def shifted_window(url: str) -> None:  # 60 rows, a fresh connection per request
+        for _ in range(3):
+            with httpx.Client(base_url=url, headers=auth, timeout=30) as fresh:
+                traffic(fresh, demo_rows, rng, 1, shift=shift)
+
+    def windows(url: str) -> list[dict]:
+        return httpx.get(url + "/monitoring/drift?limit=20", headers=auth, timeout=10).json()["windows"]
+
+    with serve(tmp_path, env) as server:
+        shifted_window(server.url)
+        assert wait_for(lambda: windows(server.url), timeout=30)
+        (first,) = windows(server.url)
+        assert SHIFTED in first["drifted"]                        # against the model's own reference
+        res = httpx.post(server.url + "/admin/rebaseline", json={"window_id": first["window_id"]}, headers=auth,
+                         timeout=30)
+        assert res.status_code == 201, res.text
+        version = res.json()["version"]
+        adopted = {"version": version, "window_id": first["window_id"], "rows": res.json()["rows"]}
+        assert set(map(json.dumps, references(server.url, auth, version).values())) == {json.dumps(adopted)}
+
+        # shifted windows until both workers have judged one: none drifted in the moved feature
+        start = evaluated_by(server.url, auth)
+        for k in range(1, 7):
+            shifted_window(server.url)
+            assert wait_for(lambda k=k: windows(server.url)[0]["window_id"] >= first["window_id"] + k, timeout=30)
+            now = evaluated_by(server.url, auth)
+            if set(now) == set(start) and all(now[p] > start[p] for p in start):
+                break
+        assert set(now) == set(start) and all(now[p] > start[p] for p in start), (start, now)
+        judged = [w for w in windows(server.url) if w["window_id"] > first["window_id"]]
+        assert judged and all(SHIFTED not in w["drifted"] for w in judged), judged
+
+    with serve(tmp_path, env) as server:                         # restarted on the same data
+        assert set(map(json.dumps, references(server.url, auth, version).values())) == {json.dumps(adopted)}
+        last = windows(server.url)[0]["window_id"]
+        shifted_window(server.url)
+        assert wait_for(lambda: windows(server.url)[0]["window_id"] > last, timeout=30)
+        assert SHIFTED not in windows(server.url)[0]["drifted"]

@@ -78,6 +78,36 @@ def traffic(url: str, scenario: str, seconds: float, seed: int, **kw) -> None:
         Simulator(plan, client, fetch_sample(client, seed)).run()
 
 
+def drained(urls: list[str], timeout: float = 30.0) -> float:
+    """The time once every server's monitor queue has processed every row it was given (so
+    the windows those rows close are evaluated and published to ``/metrics``)."""
+    deadline = time.monotonic() + timeout
+    for url in urls:
+        while True:
+            q = httpx.get(f"{url}/monitoring/status", timeout=10).json()["monitor_queue"]
+            if q["depth"] == 0 and q["processed_rows"] + q["dropped_rows"] >= q["enqueued_rows"]:
+                break
+            assert time.monotonic() < deadline, (url, q)
+            time.sleep(0.1)
+    return time.time()
+
+
+def scraped_after(prom: str, t: float, n_targets: int, timeout: float = 30.0) -> None:
+    """Wait until Prometheus holds a successful scrape of every target taken after ``t``."""
+    deadline = time.monotonic() + timeout
+
+    def query(expr: str) -> list:
+        return httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=10).json()["data"]["result"]
+
+    while True:  # timestamp() of a plain selector is the scrape's own time, not the query's
+        when, up = query('timestamp(up{job="vigil"})'), query('up{job="vigil"}')
+        if len(when) == n_targets and all(float(r["value"][1]) > t for r in when) \
+                and all(r["value"][1] == "1" for r in up):
+            return
+        assert time.monotonic() < deadline, (t, when, up)
+        time.sleep(0.2)
+
+
 @pytest.mark.e2e
 def test_every_panel_query_returns_data_from_prometheus_scraping_vigil(tmp_path, demo_tags, bentoml_home):
     d = dashboard()
@@ -104,7 +134,8 @@ def test_every_panel_query_returns_data_from_prometheus_scraping_vigil(tmp_path,
         for t in runs:
             t.join()
         traffic(classifier.url, "outage", 3, 3, rate=10)                       # rejections and a burst
-        time.sleep(4)                                                           # scraped after the last window
+        done = drained([classifier.url, regressor.url])                         # every window's figures published
+        scraped_after(prom, done, len(targets))
 
         def run(expr: str) -> list:
             r = httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=10).json()
